@@ -1,0 +1,597 @@
+//! Request handling: one async function from a request to a response, over a [`SessionStore`].
+//!
+//! Routes, under the component's prefix (`/stateless` or `/stateful`):
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /` | a small JSON index of these routes |
+//! | `POST /cart/add` | `{"item": "MacBook Pro", "price": 2500, "quantity": 1}` (quantity optional, default 1); creates the session if needed |
+//! | `GET /cart` | the cart; without a valid session an empty cart, `sessionId: null`, and no cookie (no session is created by reading) |
+//! | `DELETE /cart/items/{n}` | removes line `n`, counted from 0 in the order of the `cart` array |
+//! | `DELETE /cart` | forgets the session: deletes it from the store and expires the cookie |
+//! | `GET /health` | checks the store for real; 503 `store_unavailable` if it fails |
+//! | `POST /crash` | answers, then the adapter makes the instance trap (if `crash_enabled`) |
+
+use crate::cart::{Cart, CartError, validate_item};
+use crate::cookie::{expired_session_cookie, presented_session_id, session_cookie};
+use crate::error::{ApiError, ErrorCode};
+use crate::money::{Cents, Dollars, parse_price};
+use crate::session::{SessionId, SessionRecord};
+use crate::settings::Settings;
+use crate::store::{SessionStore, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The message `POST /crash` answers with (the seed's).
+pub const CRASH_MESSAGE: &str = "Server is going down!";
+
+/// The instance serving a request: its random id, fixed for its life (shown as `serverId`), and
+/// how many requests it has served, this one included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub requests_served: u64,
+}
+
+impl Instance {
+    /// A fresh random instance id: 8 hex digits.
+    pub fn random_id() -> Result<String, getrandom::Error> {
+        Ok(format!("{:08x}", getrandom::u32()?))
+    }
+}
+
+/// A request as the handler sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path after the component prefix (`/cart/add`); a full path (`/stateless/cart/add`)
+    /// also works, its prefix is stripped. A query string is ignored.
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+/// A response to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response, and whether the adapter must make the instance trap after (or instead of)
+/// sending it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    pub response: Response,
+    pub crash: bool,
+}
+
+/// Handles one request. Never panics; every failure is a JSON error response.
+pub async fn handle<S: SessionStore>(
+    settings: &Settings,
+    store: &S,
+    instance: &Instance,
+    now_unix_secs: u64,
+    req: Request<'_>,
+) -> Handled {
+    let cx = Context {
+        settings,
+        store,
+        instance,
+        now: now_unix_secs,
+    };
+    let reply = route(&cx, &req).await.unwrap_or_else(Reply::error);
+    let crash = reply.crash;
+    Handled {
+        response: reply.into_response(instance),
+        crash,
+    }
+}
+
+/// The response for an error raised outside [`handle`] (e.g. a bad Spin variable), with the
+/// same headers as every other response.
+pub fn error_response(instance: &Instance, error: &ApiError) -> Response {
+    Reply::error(error.clone()).into_response(instance)
+}
+
+struct Context<'a, S> {
+    settings: &'a Settings,
+    store: &'a S,
+    instance: &'a Instance,
+    now: u64,
+}
+
+enum Route<'p> {
+    Index,
+    Cart,
+    AddItem,
+    CartLine(&'p str),
+    Health,
+    Crash,
+}
+
+async fn route<S: SessionStore>(cx: &Context<'_, S>, req: &Request<'_>) -> Result<Reply, ApiError> {
+    let path = local_path(&cx.settings.base_path, req.path);
+    let (route, allow) = match path {
+        "/" => (Route::Index, "GET"),
+        "/cart" => (Route::Cart, "GET, DELETE"),
+        "/cart/add" => (Route::AddItem, "POST"),
+        "/health" => (Route::Health, "GET"),
+        "/crash" => (Route::Crash, "POST"),
+        other => match other.strip_prefix("/cart/items/") {
+            Some(n) if !n.is_empty() && !n.contains('/') => (Route::CartLine(n), "DELETE"),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no route {} {}", req.method, req.path),
+                ));
+            }
+        },
+    };
+    match (route, req.method) {
+        (Route::Index, "GET") => Ok(index(cx)),
+        (Route::Cart, "GET") => get_cart(cx, req).await,
+        (Route::Cart, "DELETE") => clear_cart(cx, req).await,
+        (Route::AddItem, "POST") => add_item(cx, req).await,
+        (Route::CartLine(n), "DELETE") => remove_line(cx, req, n).await,
+        (Route::Health, "GET") => health(cx).await,
+        (Route::Crash, "POST") => crash(cx),
+        _ => Err(ApiError::method_not_allowed(req.method, allow)),
+    }
+}
+
+/// The path below the component prefix, without a query string; `""` becomes `/`.
+fn local_path<'p>(base_path: &str, path: &'p str) -> &'p str {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let path = match path.strip_prefix(base_path) {
+        Some(rest) if !base_path.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
+        _ => path,
+    };
+    if path.is_empty() { "/" } else { path }
+}
+
+// ---- sessions --------------------------------------------------------------------------------
+
+/// The client's live session, if it presented one. The cookie value is format-checked first
+/// (malformed values never reach the store); unknown ids are not adopted; expired records are
+/// deleted and count as absent.
+async fn find_session<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+) -> Result<Option<(SessionId, SessionRecord)>, StoreError> {
+    let Some(id) = presented_session_id(req.headers, &cx.settings.cookie_name) else {
+        return Ok(None);
+    };
+    match cx.store.load(&id).await? {
+        Some(record) if record.is_expired(cx.now, cx.settings.session_ttl_secs) => {
+            cx.store.delete(&id).await?;
+            Ok(None)
+        }
+        Some(record) => Ok(Some((id, record))),
+        None => Ok(None),
+    }
+}
+
+fn new_session_id() -> Result<SessionId, ApiError> {
+    SessionId::generate().map_err(|e| {
+        ApiError::new(
+            ErrorCode::InternalError,
+            format!("no randomness for a session id: {e}"),
+        )
+    })
+}
+
+/// Saves `record` as used now and answers with its cart and a refreshed cookie (sliding expiry).
+async fn save_and_reply<S: SessionStore>(
+    cx: &Context<'_, S>,
+    id: &SessionId,
+    mut record: SessionRecord,
+) -> Result<Reply, ApiError> {
+    record.touched = cx.now;
+    cx.store.save(id, &record).await?;
+    let mut reply = cart_reply(cx, Some(id), &record.cart);
+    reply.set_cookie = Some(session_cookie(cx.settings, id));
+    Ok(reply)
+}
+
+// ---- routes ----------------------------------------------------------------------------------
+
+async fn get_cart<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+) -> Result<Reply, ApiError> {
+    match find_session(cx, req).await? {
+        Some((id, record)) => save_and_reply(cx, &id, record).await,
+        None => Ok(cart_reply(cx, None, &Cart::new())),
+    }
+}
+
+async fn add_item<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+) -> Result<Reply, ApiError> {
+    // Validate everything about the request before touching the store.
+    let (item, price, quantity) = parse_add_body(req)?;
+    let (id, mut record) = match find_session(cx, req).await? {
+        Some(session) => session,
+        None => (new_session_id()?, SessionRecord::new(cx.now)),
+    };
+    record.cart.add(item, price, quantity)?;
+    save_and_reply(cx, &id, record).await
+}
+
+async fn remove_line<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+    n: &str,
+) -> Result<Reply, ApiError> {
+    let index = parse_digits::<usize>(n).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NoSuchLine,
+            format!("{n:?} is not a line number; lines are numbered from 0"),
+        )
+    })?;
+    let Some((id, mut record)) = find_session(cx, req).await? else {
+        return Err(CartError::NoSuchLine { index, lines: 0 }.into());
+    };
+    record.cart.remove_line(index)?;
+    save_and_reply(cx, &id, record).await
+}
+
+async fn clear_cart<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+) -> Result<Reply, ApiError> {
+    // Deleting needs no lookup: whoever holds an id owns that session.
+    if let Some(id) = presented_session_id(req.headers, &cx.settings.cookie_name) {
+        cx.store.delete(&id).await?;
+    }
+    let mut reply = cart_reply(cx, None, &Cart::new());
+    reply.set_cookie = Some(expired_session_cookie(cx.settings));
+    Ok(reply)
+}
+
+async fn health<S: SessionStore>(cx: &Context<'_, S>) -> Result<Reply, ApiError> {
+    cx.store.check().await?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Health<'a> {
+        status: &'a str,
+        server_id: &'a str,
+        server_kind: &'a str,
+        requests_served: u64,
+    }
+    Ok(Reply::json(
+        200,
+        &Health {
+            status: "healthy",
+            server_id: &cx.instance.id,
+            server_kind: cx.settings.server_kind,
+            requests_served: cx.instance.requests_served,
+        },
+    ))
+}
+
+fn crash<S>(cx: &Context<'_, S>) -> Result<Reply, ApiError> {
+    if !cx.settings.crash_enabled {
+        return Err(ApiError::new(
+            ErrorCode::CrashDisabled,
+            "POST /crash is switched off (Spin variable crash_enabled = false)",
+        ));
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Crash<'a> {
+        message: &'a str,
+        server_id: &'a str,
+        server_kind: &'a str,
+        requests_served: u64,
+    }
+    let mut reply = Reply::json(
+        200,
+        &Crash {
+            message: CRASH_MESSAGE,
+            server_id: &cx.instance.id,
+            server_kind: cx.settings.server_kind,
+            requests_served: cx.instance.requests_served,
+        },
+    );
+    reply.crash = true;
+    Ok(reply)
+}
+
+fn index<S>(cx: &Context<'_, S>) -> Reply {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Index<'a> {
+        service: &'a str,
+        server_id: &'a str,
+        server_kind: &'a str,
+        requests_served: u64,
+        routes: Vec<String>,
+    }
+    let base = &cx.settings.base_path;
+    let routes = [
+        "POST /cart/add",
+        "GET /cart",
+        "DELETE /cart/items/{n}",
+        "DELETE /cart",
+        "GET /health",
+        "POST /crash",
+    ]
+    .iter()
+    .map(|r| r.replacen(' ', &format!(" {base}"), 1))
+    .collect();
+    Reply::json(
+        200,
+        &Index {
+            service: "cartlab",
+            server_id: &cx.instance.id,
+            server_kind: cx.settings.server_kind,
+            requests_served: cx.instance.requests_served,
+            routes,
+        },
+    )
+}
+
+// ---- request bodies --------------------------------------------------------------------------
+
+/// `{"item": "MacBook Pro", "price": 2500, "quantity": 1}`; fields are kept raw so the price is
+/// read from its JSON text, never through a float. Unknown fields are ignored.
+#[derive(Deserialize)]
+struct AddItemBody<'a> {
+    #[serde(borrow)]
+    item: Option<&'a RawValue>,
+    #[serde(borrow)]
+    price: Option<&'a RawValue>,
+    #[serde(borrow)]
+    quantity: Option<&'a RawValue>,
+}
+
+fn parse_add_body(req: &Request<'_>) -> Result<(String, Cents, u32), ApiError> {
+    let declared = header(req.headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if req.body.len() > MAX_BODY_BYTES || declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body must be at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let media_type = header(req.headers, "content-type")
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .unwrap_or("");
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content-type must be application/json, not {media_type:?}"),
+        ));
+    }
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            r#"request body is empty; send e.g. {"item": "MacBook Pro", "price": 2500}"#,
+        ));
+    }
+    // serde would also read a JSON array into the struct, positionally (`["Pen", 1]`).
+    if req.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "request body must be a JSON object",
+        ));
+    }
+    let body: AddItemBody = serde_json::from_slice(req.body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("request body must be a JSON object: {e}"),
+        )
+    })?;
+
+    let item = body
+        .item
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidItem, "item is required"))?;
+    let item = serde_json::from_str::<String>(item.get())
+        .map_err(|_| ApiError::new(ErrorCode::InvalidItem, "item must be a string"))?;
+    let item = validate_item(&item)?;
+
+    let price = body
+        .price
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidPrice, "price is required"))?;
+    let price = parse_price(price.get())
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPrice, e.to_string()))?;
+
+    let quantity = match body.quantity {
+        None => 1,
+        // A plain JSON integer only: not 1.0, not "1", not 1e0.
+        Some(raw) => parse_digits::<u32>(raw.get())
+            .filter(|q| (1..=crate::cart::MAX_QUANTITY).contains(q))
+            .ok_or(CartError::InvalidQuantity)?,
+    };
+    Ok((item, price, quantity))
+}
+
+/// A non-negative decimal integer written with digits only (`parse` alone would take `+1`).
+fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+// ---- responses -------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CartBody<'a> {
+    server_id: &'a str,
+    server_kind: &'a str,
+    requests_served: u64,
+    /// A non-secret fingerprint of the session id, or null without a session.
+    session_id: Option<String>,
+    cart: Vec<LineBody<'a>>,
+    item_count: u64,
+    total: Dollars,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LineBody<'a> {
+    item: &'a str,
+    price: Dollars,
+    quantity: u32,
+    line_total: Dollars,
+}
+
+fn cart_reply<S>(cx: &Context<'_, S>, id: Option<&SessionId>, cart: &Cart) -> Reply {
+    Reply::json(
+        200,
+        &CartBody {
+            server_id: &cx.instance.id,
+            server_kind: cx.settings.server_kind,
+            requests_served: cx.instance.requests_served,
+            session_id: id.map(SessionId::fingerprint),
+            cart: cart
+                .lines()
+                .iter()
+                .map(|line| LineBody {
+                    item: &line.item,
+                    price: Dollars(line.price),
+                    quantity: line.quantity,
+                    line_total: Dollars(line.line_total()),
+                })
+                .collect(),
+            item_count: cart.item_count(),
+            total: Dollars(cart.total()),
+        },
+    )
+}
+
+/// A response before the headers every response shares are added.
+struct Reply {
+    status: u16,
+    body: String,
+    set_cookie: Option<String>,
+    allow: Option<&'static str>,
+    retry_after: bool,
+    crash: bool,
+}
+
+impl Reply {
+    fn json(status: u16, body: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            // Our bodies are plain structs of strings and numbers: serialising cannot fail.
+            body: serde_json::to_string(body).unwrap_or_default(),
+            set_cookie: None,
+            allow: None,
+            retry_after: false,
+            crash: false,
+        }
+    }
+
+    fn error(error: ApiError) -> Reply {
+        Reply {
+            status: error.status(),
+            body: error.to_json(),
+            set_cookie: None,
+            allow: error.allow,
+            retry_after: error.code == ErrorCode::StoreUnavailable,
+            crash: false,
+        }
+    }
+
+    fn into_response(self, instance: &Instance) -> Response {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+            ("x-cartlab-instance".to_owned(), instance.id.clone()),
+            (
+                "x-cartlab-requests".to_owned(),
+                instance.requests_served.to_string(),
+            ),
+        ];
+        if let Some(allow) = self.allow {
+            headers.push(("allow".to_owned(), allow.to_owned()));
+        }
+        if self.retry_after {
+            headers.push(("retry-after".to_owned(), "1".to_owned()));
+        }
+        if let Some(cookie) = self.set_cookie {
+            headers.push(("set-cookie".to_owned(), cookie));
+        }
+        Response {
+            status: self.status,
+            headers,
+            body: self.body.into_bytes(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the session store is unavailable: {e}"),
+        )
+    }
+}
+
+impl From<crate::settings::ConfigError> for ApiError {
+    fn from(e: crate::settings::ConfigError) -> ApiError {
+        ApiError::new(ErrorCode::InvalidConfig, e.to_string())
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(e: CartError) -> ApiError {
+        let code = match e {
+            CartError::InvalidItem(_) => ErrorCode::InvalidItem,
+            CartError::InvalidQuantity => ErrorCode::InvalidQuantity,
+            CartError::InvalidPrice => ErrorCode::InvalidPrice,
+            CartError::CartFull => ErrorCode::CartFull,
+            CartError::QuantityLimit { .. } => ErrorCode::QuantityLimit,
+            CartError::NoSuchLine { .. } => ErrorCode::NoSuchLine,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths() {
+        assert_eq!(local_path("/stateless", "/stateless/cart/add"), "/cart/add");
+        assert_eq!(local_path("/stateless", "/cart/add"), "/cart/add");
+        assert_eq!(local_path("/stateless", "/stateless"), "/");
+        assert_eq!(local_path("/stateless", ""), "/");
+        assert_eq!(local_path("/stateless", "/stateless/cart?x=1"), "/cart");
+        assert_eq!(
+            local_path("/stateless", "/statelessness/cart"),
+            "/statelessness/cart"
+        );
+        assert_eq!(
+            local_path("/stateful", "/stateless/cart"),
+            "/stateless/cart"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Session ids and the session record kept in the store.
+
+use crate::cart::{Cart, CartLine};
+use crate::money::Cents;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Random bytes in a session id: 256 bits, well past the 128 needed to make guessing hopeless.
+pub const SESSION_ID_BYTES: usize = 32;
+/// Length of a session id's text: base64url without padding of [`SESSION_ID_BYTES`].
+pub const SESSION_ID_LEN: usize = 43;
+/// Version written into (and required of) every stored [`SessionRecord`].
+pub const RECORD_VERSION: u32 = 1;
+
+/// A session id: the secret value of the session cookie.
+///
+/// Only ever built by [`SessionId::generate`] or by [`SessionId::parse`], which checks the
+/// format before anything else looks at it. `Debug` shows only the fingerprint, so ids do not
+/// leak into logs.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id from the OS CSPRNG (`wasi:random` on wasm32-wasip2).
+    pub fn generate() -> Result<SessionId, getrandom::Error> {
+        let mut bytes = [0u8; SESSION_ID_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Accepts `text` only if it is exactly what [`SessionId::generate`] produces: 43 characters
+    /// of the base64url alphabet that decode canonically to 32 bytes.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        let well_formed = text.len() == SESSION_ID_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return None;
+        }
+        // The decoder rejects non-zero trailing bits, so each id has exactly one spelling.
+        match URL_SAFE_NO_PAD.decode(text) {
+            Ok(bytes) if bytes.len() == SESSION_ID_BYTES => Some(SessionId(text.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// The secret text, for the cookie and the store key only.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, non-secret name for this session: the first 8 hex digits of SHA-256(id).
+    /// Shown in responses as `sessionId` so users can tell sessions apart.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", self.fingerprint())
+    }
+}
+
+/// What a session holds: its cart and when it was created and last used (unix seconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub created: u64,
+    pub touched: u64,
+    pub cart: Cart,
+}
+
+/// Why a stored record could not be read.
+#[derive(Debug)]
+pub enum RecordError {
+    /// Not JSON of the expected shape.
+    Malformed(serde_json::Error),
+    /// A `v` this code does not know.
+    UnknownVersion(u32),
+    /// Well-formed, but its cart breaks the cart limits.
+    InvalidCart(crate::cart::CartError),
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Malformed(e) => write!(f, "malformed session record: {e}"),
+            RecordError::UnknownVersion(v) => write!(f, "unknown session record version {v}"),
+            RecordError::InvalidCart(e) => write!(f, "session record has an invalid cart: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// The stored form: `{"v":1,"created":..,"touched":..,"cart":[{"item","price_cents","quantity"}]}`.
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    v: u32,
+    created: u64,
+    touched: u64,
+    cart: Vec<StoredLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLine {
+    item: String,
+    price_cents: u64,
+    quantity: u32,
+}
+
+impl SessionRecord {
+    /// A new, empty session.
+    pub fn new(now_unix_secs: u64) -> SessionRecord {
+        SessionRecord {
+            created: now_unix_secs,
+            touched: now_unix_secs,
+            cart: Cart::new(),
+        }
+    }
+
+    /// True once the session has been idle longer than `ttl_secs`.
+    pub fn is_expired(&self, now_unix_secs: u64, ttl_secs: u64) -> bool {
+        self.touched.saturating_add(ttl_secs) < now_unix_secs
+    }
+
+    /// The versioned JSON stored under `cartlab:session:<id>`.
+    pub fn to_json(&self) -> String {
+        let stored = StoredRecord {
+            v: RECORD_VERSION,
+            created: self.created,
+            touched: self.touched,
+            cart: self
+                .cart
+                .lines()
+                .iter()
+                .map(|line| StoredLine {
+                    item: line.item.clone(),
+                    price_cents: line.price.0,
+                    quantity: line.quantity,
+                })
+                .collect(),
+        };
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    /// Reads a stored record, checking its version and the cart limits.
+    pub fn from_json(json: impl AsRef<[u8]>) -> Result<SessionRecord, RecordError> {
+        let stored: StoredRecord =
+            serde_json::from_slice(json.as_ref()).map_err(RecordError::Malformed)?;
+        if stored.v != RECORD_VERSION {
+            return Err(RecordError::UnknownVersion(stored.v));
+        }
+        let lines = stored
+            .cart
+            .into_iter()
+            .map(|line| CartLine {
+                item: line.item,
+                price: Cents(line.price_cents),
+                quantity: line.quantity,
+            })
+            .collect();
+        Ok(SessionRecord {
+            created: stored.created,
+            touched: stored.touched,
+            cart: Cart::from_lines(lines).map_err(RecordError::InvalidCart)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn generated_ids_are_43_url_safe_chars_and_unique() {
+        let ids: HashSet<String> = (0..1000)
+            .map(|_| SessionId::generate().unwrap().as_str().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), SESSION_ID_LEN);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            assert_eq!(
+                SessionId::parse(id).as_ref().map(SessionId::as_str),
+                Some(id.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn parse_refuses_malformed_ids() {
+        let good = SessionId::generate().unwrap().as_str().to_owned();
+        let mut non_canonical = good[..42].to_owned();
+        non_canonical.push('B'); // 'B' sets a trailing bit a real id never has
+        let cases = [
+            String::new(),
+            "abc".to_owned(),
+            good[..42].to_owned(),
+            format!("{good}A"),
+            format!("{}+", &good[..42]),
+            format!("{}/", &good[..42]),
+            format!("{}=", &good[..42]),
+            format!("{} ", &good[..42]),
+            format!("{}é", &good[..41]),
+            "s%3Aabcdefghijklmnopqrstuvwxyz0123456789ABCD".to_owned(), // connect.sid style
+            non_canonical,
+        ];
+        for case in cases {
+            assert!(SessionId::parse(&case).is_none(), "{case:?}");
+        }
+        assert!(SessionId::parse(&"A".repeat(43)).is_some());
+    }
+
+    #[test]
+    fn fingerprint_is_8_hex_and_not_the_id() {
+        let id = SessionId::parse(&"A".repeat(43)).unwrap();
+        let fp = id.fingerprint();
+        assert_eq!(fp.len(), 8);
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!id.as_str().contains(&fp));
+        // First 8 hex of SHA-256("A" x 43), computed independently with Python's hashlib.
+        assert_eq!(fp, "0f007385");
+        assert!(!format!("{id:?}").contains(id.as_str()));
+    }
+
+    #[test]
+    fn record_json_round_trip_and_versioning() {
+        let mut record = SessionRecord::new(100);
+        record.touched = 150;
+        record
+            .cart
+            .add("MacBook Pro".into(), Cents(250_000), 1)
+            .unwrap();
+        let json = record.to_json();
+        assert_eq!(
+            json,
+            r#"{"v":1,"created":100,"touched":150,"cart":[{"item":"MacBook Pro","price_cents":250000,"quantity":1}]}"#
+        );
+        assert_eq!(SessionRecord::from_json(&json).unwrap(), record);
+        assert!(matches!(
+            SessionRecord::from_json(json.replace("\"v\":1", "\"v\":2")),
+            Err(RecordError::UnknownVersion(2))
+        ));
+        assert!(matches!(
+            SessionRecord::from_json("{}"),
+            Err(RecordError::Malformed(_))
+        ));
+        assert!(matches!(
+            SessionRecord::from_json(json.replace("\"quantity\":1", "\"quantity\":500")),
+            Err(RecordError::InvalidCart(_))
+        ));
+    }
+
+    #[test]
+    fn expiry_is_strictly_after_ttl() {
+        let record = SessionRecord::new(1_000);
+        assert!(!record.is_expired(1_000 + 1_800, 1_800));
+        assert!(record.is_expired(1_000 + 1_801, 1_800));
+        assert!(!SessionRecord::new(u64::MAX).is_expired(u64::MAX, 1_800));
+    }
+}
