@@ -1,0 +1,17 @@
+//! cartlab's stateful cart, the contrast: sessions live in this instance's own
+//! memory, like the seed's sticky express-session MemoryStore. Another instance
+//! (Spin runs several under load, and recycles them) does not have them, and a
+//! crash loses them. Deliberately nothing else: no key-value, no external state.
+
+use cart_core::{MemoryStore, Settings};
+use spin_sdk::http::{IntoResponse, Request};
+
+/// The sessions: in this instance's linear memory, gone with it. (WASIp3 may
+/// run several requests at once on one instance; MemoryStore never holds its
+/// lock across an await.)
+static SESSIONS: MemoryStore = MemoryStore::new();
+
+#[spin_sdk::http_service]
+async fn handle(req: Request) -> impl IntoResponse {
+    cart_spin::serve(req, Settings::stateful, &SESSIONS).await
+}

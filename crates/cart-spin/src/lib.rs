@@ -1,0 +1,192 @@
+//! The Spin side shared by both cart components: each instance's identity and
+//! request count, settings from Spin variables, the HTTP request in and the
+//! response out, and the crash. A component only picks its session store.
+
+use bytes::Bytes;
+use cart_core::{
+    ApiError, ErrorCode, Handled, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
+    error_response,
+};
+use http::{HeaderName, HeaderValue, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use spin_sdk::http::Request;
+use spin_sdk::variables;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// This instance's id, random and fixed for its life: how users see Spin recycle instances.
+static INSTANCE_ID: OnceLock<String> = OnceLock::new();
+/// Requests this instance has served.
+static REQUESTS_SERVED: AtomicU64 = AtomicU64::new(0);
+/// Settings from Spin variables, read once per instance.
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Serves one request with `store` holding the sessions; `defaults` are the
+/// component's settings before Spin variables apply.
+pub async fn serve<S: SessionStore>(
+    req: Request,
+    defaults: fn() -> Settings,
+    store: &S,
+) -> http::Response<ResponseBody> {
+    let instance = Instance {
+        id: INSTANCE_ID
+            .get_or_init(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
+            .clone(),
+        requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
+    };
+    let settings = match settings(defaults).await {
+        Ok(settings) => settings,
+        Err(error) => return to_http(error_response(&instance, &error), false),
+    };
+
+    let (parts, body) = req.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    // Spin passes the part after the wildcard route; cart-core strips the prefix
+    // from a full path too, so either works.
+    let path = parts
+        .headers
+        .get("spin-path-info")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| parts.uri.path())
+        .to_owned();
+    // Only POST carries a body in this API.
+    let body = if parts.method == http::Method::POST {
+        match read_capped(body).await {
+            Ok(body) => body,
+            Err(e) => {
+                let error = ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("could not read the request body: {e:?}"),
+                );
+                return to_http(error_response(&instance, &error), false);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
+    let Handled { response, crash } = cart_core::handle(
+        settings,
+        store,
+        &instance,
+        now_unix_secs(),
+        cart_core::Request {
+            method: parts.method.as_str(),
+            path: &path,
+            headers: &headers,
+            body: &body,
+        },
+    )
+    .await;
+    to_http(response, crash)
+}
+
+/// Reads Spin variables into settings; a variable not mapped in spin.toml keeps its default.
+async fn settings(defaults: fn() -> Settings) -> Result<&'static Settings, ApiError> {
+    if let Some(settings) = SETTINGS.get() {
+        return Ok(settings);
+    }
+    let mut settings = defaults();
+    for name in VARIABLE_NAMES {
+        match variables::get(name).await {
+            Ok(value) => settings.apply_variable(name, &value)?,
+            Err(variables::Error::Undefined(_)) => {}
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot read Spin variable {name}: {e:?}"),
+                ));
+            }
+        }
+    }
+    Ok(SETTINGS.get_or_init(|| settings))
+}
+
+/// Reads at most `MAX_BODY_BYTES + 1` bytes: enough for cart-core to answer 413, without
+/// buffering an arbitrarily large upload.
+async fn read_capped<B: Body<Data = Bytes>>(body: B) -> Result<Vec<u8>, B::Error> {
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+fn now_unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn to_http(response: cart_core::Response, crash: bool) -> http::Response<ResponseBody> {
+    let mut out = http::Response::new(ResponseBody {
+        inner: Full::new(Bytes::from(response.body)),
+        crash_when_dropped: crash,
+    });
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        // cart-core only makes valid headers; skipping is the no-panic path for the impossible.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
+/// The response body. For `POST /crash` it panics when dropped: spin-sdk's `into_response`
+/// hands the body to a spawned task that writes it to the host and drops it only after the
+/// last byte and the end-of-body result are delivered. The panic is a trap, so the runtime
+/// discards this instance (and its memory) right after the client has the whole answer.
+pub struct ResponseBody {
+    inner: Full<Bytes>,
+    crash_when_dropped: bool,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if self.crash_when_dropped {
+            panic!("cartlab: crash requested by POST /crash");
+        }
+    }
+}
