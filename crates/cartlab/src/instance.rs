@@ -1,0 +1,111 @@
+//! What one component instance's store holds: WASI and wasi:http contexts, the
+//! resource table, and the component's grants (key-value labels, variables).
+
+use crate::bindings::variables;
+use crate::kv::KvBackend;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{TrappableError, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p3::{RequestOptions, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// What a component may reach, fixed at start-up and shared by its instances.
+pub struct ComponentGrants {
+    pub id: String,
+    /// Granted key-value labels and the backend each one opens.
+    pub key_value: BTreeMap<String, Arc<dyn KvBackend>>,
+    /// The component's variables, resolved from the manifest, `--variable` and env.
+    pub variables: BTreeMap<String, String>,
+    /// `-e/--env` pairs, visible through wasi:cli/environment.
+    pub environment: Vec<(String, String)>,
+}
+
+impl ComponentGrants {
+    pub fn key_value_store(&self, label: &str) -> Option<Arc<dyn KvBackend>> {
+        self.key_value.get(label).cloned()
+    }
+
+    /// `spin:variables/get`: names follow Spin's rule, and only the variables
+    /// the component declares are visible.
+    pub fn variable(&self, name: &str) -> Result<String, variables::Error> {
+        if crate::variables::validate_key(name).is_err() {
+            return Err(variables::Error::InvalidName(name.to_string()));
+        }
+        self.variables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| variables::Error::Undefined(name.to_string()))
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, ErrorCode>;
+type IoFuture = Box<dyn Future<Output = Result<(), ErrorCode>> + Send>;
+
+/// Outbound HTTP is not granted to any cartlab component: refuse it, as Spin
+/// does for a host that is not in `allowed_outbound_hosts`.
+#[derive(Default)]
+pub struct NoOutboundHttp;
+
+impl WasiHttpHooks for NoOutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<Body>,
+        _options: Option<RequestOptions>,
+        _io: IoFuture,
+    ) -> Box<
+        dyn Future<Output = Result<(http::Response<Body>, IoFuture), TrappableError<ErrorCode>>>
+            + Send,
+    > {
+        Box::new(async { Err(ErrorCode::HttpRequestDenied.into()) })
+    }
+}
+
+/// The data of one instance's wasmtime `Store`.
+pub struct InstanceState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub hooks: NoOutboundHttp,
+    pub component: Arc<ComponentGrants>,
+}
+
+impl InstanceState {
+    pub fn new(component: Arc<ComponentGrants>) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // Like Spin: component stdout/stderr go to the host's terminal.
+        wasi.inherit_stdout().inherit_stderr();
+        for (key, value) in &component.environment {
+            wasi.env(key, value);
+        }
+        Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: NoOutboundHttp,
+            component,
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}

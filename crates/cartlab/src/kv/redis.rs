@@ -1,0 +1,298 @@
+//! Redis key-value backend, storing like Spin's (`crates/key-value-redis`): each key under
+//! its own name (no prefix, the label is ignored), plain GET / SET / DEL / EXISTS.
+//! `get_keys` uses SCAN rather than Spin's KEYS so a large database is not blocked.
+//!
+//! Availability: nothing connects at start-up. A `ConnectionManager` is created lazily and
+//! every operation is bounded (connect 500 ms, whole operation 1 s), so a dead Redis gives a
+//! prompt [`KvError::Unavailable`], never a hang. After a connection-level failure the
+//! manager is dropped and the next operation builds a new one, so the backend recovers by
+//! itself when Redis returns, without relying on the manager's own retry/back-off timing.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
+
+use super::{KvBackend, KvError};
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Upper bound for one operation (one SCAN batch for `get_keys`), connect included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+const SCAN_COUNT: usize = 1000;
+
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    shown: String,
+    manager: Mutex<Option<ConnectionManager>>,
+}
+
+impl RedisBackend {
+    /// Validates `url`; does not connect.
+    pub fn new(url: &str) -> Result<Self> {
+        let client = Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
+        let info = client.get_connection_info();
+        let shown = format!("redis {}", info.addr());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                shown,
+                manager: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn run<T, F, Fut>(&self, op: F) -> BoxFuture<'static, Result<T, KvError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, RedisError>> + Send,
+    {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.run(op).await })
+    }
+}
+
+impl Inner {
+    fn manager(&self) -> Result<ConnectionManager, KvError> {
+        let mut slot = self
+            .manager
+            .lock()
+            .map_err(|_| KvError::Other("Redis manager lock poisoned".into()))?;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            // One attempt per manager: retries would hold requests past the deadline.
+            .set_number_of_retries(0);
+        let m = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(|e| KvError::Other(format!("{}: {e}", self.shown)))?;
+        *slot = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Forget the manager so the next operation reconnects from scratch.
+    fn reset(&self) {
+        if let Ok(mut slot) = self.manager.lock() {
+            *slot = None;
+        }
+    }
+
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, KvError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let manager = self.manager()?;
+        match tokio::time::timeout(OPERATION_TIMEOUT, op(manager)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_unavailable(&e) => {
+                self.reset();
+                Err(KvError::Unavailable(format!("{}: {e}", self.shown)))
+            }
+            Ok(Err(e)) => Err(KvError::Other(format!("{}: {e}", self.shown))),
+            Err(_) => {
+                self.reset();
+                Err(KvError::Unavailable(format!(
+                    "{}: no answer within {} ms",
+                    self.shown,
+                    OPERATION_TIMEOUT.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+fn is_unavailable(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+}
+
+impl KvBackend for RedisBackend {
+    fn get(&self, key: String) -> BoxFuture<'static, Result<Option<Vec<u8>>, KvError>> {
+        self.run(move |mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+    }
+
+    fn set(&self, key: String, value: Vec<u8>) -> BoxFuture<'static, Result<(), KvError>> {
+        self.run(move |mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .query_async(&mut c)
+                .await
+        })
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'static, Result<(), KvError>> {
+        self.run(move |mut c| async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn exists(&self, key: String) -> BoxFuture<'static, Result<bool, KvError>> {
+        self.run(
+            move |mut c| async move { redis::cmd("EXISTS").arg(key).query_async(&mut c).await },
+        )
+    }
+
+    fn get_keys(&self) -> BoxFuture<'static, Result<Vec<String>, KvError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // SCAN may return a key more than once; the set removes repeats and sorts.
+            let mut keys = BTreeSet::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = inner
+                    .run(move |mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(SCAN_COUNT)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(keys.into_iter().collect())
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.shown.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RedisServer;
+    use std::time::Instant;
+
+    #[test]
+    fn bad_url_is_an_error() {
+        assert!(RedisBackend::new("http://nope").is_err());
+        assert!(
+            RedisBackend::new("redis://127.0.0.1:1").is_ok(),
+            "no connection at open"
+        );
+    }
+
+    #[tokio::test]
+    async fn crud_outage_and_recovery() {
+        let mut server = RedisServer::start();
+        let b = RedisBackend::new(&server.url()).unwrap();
+
+        assert_eq!(b.get("session:abc".into()).await.unwrap(), None);
+        assert!(!b.exists("session:abc".into()).await.unwrap());
+        b.set("session:abc".into(), b"one".to_vec()).await.unwrap();
+        b.set("session:abc".into(), vec![0, 1, 255]).await.unwrap();
+        b.set("other".into(), b"x".to_vec()).await.unwrap();
+        assert_eq!(
+            b.get("session:abc".into()).await.unwrap(),
+            Some(vec![0, 1, 255])
+        );
+        assert!(b.exists("session:abc".into()).await.unwrap());
+        assert_eq!(b.get_keys().await.unwrap(), ["other", "session:abc"]);
+        b.delete("other".into()).await.unwrap();
+        b.delete("never-there".into()).await.unwrap();
+        assert_eq!(b.get_keys().await.unwrap(), ["session:abc"]);
+
+        // Spin's layout: the key is stored under its own name.
+        assert_eq!(
+            server.query::<Vec<u8>>(&["GET", "session:abc"]),
+            [0u8, 1, 255]
+        );
+
+        // get_keys over several SCAN batches.
+        for i in 0..2500 {
+            b.set(format!("k{i:04}"), vec![1]).await.unwrap();
+        }
+        let keys = b.get_keys().await.unwrap();
+        assert_eq!(keys.len(), 2501);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+
+        // Outage: prompt Unavailable, repeatedly.
+        server.kill();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = b.get("session:abc".into()).await;
+            let took = t.elapsed();
+            assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+            assert!(took < Duration::from_millis(1500), "took {took:?}");
+        }
+        let t = Instant::now();
+        assert!(matches!(b.get_keys().await, Err(KvError::Unavailable(_))));
+        assert!(t.elapsed() < Duration::from_millis(1500));
+
+        // Recovery on the same backend object (the fresh server has no data: no persistence).
+        server.restart();
+        b.set("session:abc".into(), b"back".to_vec()).await.unwrap();
+        assert_eq!(
+            b.get("session:abc".into()).await.unwrap(),
+            Some(b"back".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn start_while_down_then_recover() {
+        let mut server = RedisServer::start();
+        server.kill();
+        let b = RedisBackend::new(&server.url()).unwrap();
+        let t = Instant::now();
+        assert!(matches!(
+            b.set("k".into(), vec![1]).await,
+            Err(KvError::Unavailable(_))
+        ));
+        assert!(t.elapsed() < Duration::from_millis(1500));
+        server.restart();
+        b.set("k".into(), vec![1]).await.unwrap();
+        assert!(b.exists("k".into()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hung_server_times_out_promptly_then_recovers() {
+        let server = RedisServer::start();
+        let b = RedisBackend::new(&server.url()).unwrap();
+        b.set("k".into(), vec![1]).await.unwrap();
+        server.pause();
+        let t = Instant::now();
+        let r = b.get("k".into()).await;
+        let took = t.elapsed();
+        server.resume();
+        assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert_eq!(b.get("k".into()).await.unwrap(), Some(vec![1]));
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_other() {
+        let server = RedisServer::start();
+        server.redis_cli(&["LPUSH", "list", "x"]);
+        let b = RedisBackend::new(&server.url()).unwrap();
+        assert!(matches!(b.get("list".into()).await, Err(KvError::Other(_))));
+        // And the backend keeps working afterwards.
+        b.set("k".into(), vec![2]).await.unwrap();
+    }
+}

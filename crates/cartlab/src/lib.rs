@@ -1,0 +1,16 @@
+//! The cartlab lab host: runs a Spin app's components on wasmtime with Spin's
+//! semantics (routes, key-value, variables, instance reuse), split by concern.
+
+pub mod bindings;
+pub mod component_build;
+pub mod instance;
+pub mod kv;
+pub mod manifest;
+pub mod pool;
+pub mod routes;
+pub mod runtime_config;
+pub mod server;
+pub mod spin_host;
+pub mod testing;
+pub mod up;
+pub mod variables;

@@ -1,0 +1,370 @@
+//! `runtime-config.toml` (`spin up --runtime-config-file`): the key-value stores.
+//!
+//! Rules taken from Spin 4.1's source (`crates/runtime-config`, `crates/key-value-spin`,
+//! `crates/factor-key-value/src/runtime_config/spin.rs`):
+//! - the `default` label always exists: SQLite at `<state_dir>/sqlite_key_value.db` unless
+//!   the file defines `[key_value_store.default]`; Spin's default state dir is
+//!   `<app dir>/.spin` (the caller passes the resolved state dir);
+//! - `type = "spin"`: SQLite; a relative `path` is resolved against the directory of the
+//!   runtime config file; no `path` means an in-memory database;
+//! - `type = "redis"`: `url` required and must be a redis URL;
+//! - Spin rejects runtime config keys it does not use; so does cartlab, and it also rejects
+//!   the sections Spin knows but cartlab does not implement.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use toml::{Table, Value};
+
+use crate::manifest::AppManifest;
+
+pub const DEFAULT_LABEL: &str = "default";
+pub const DEFAULT_SQLITE_FILE: &str = "sqlite_key_value.db";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub key_value: BTreeMap<String, StoreConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Redis {
+        url: String,
+    },
+    /// `path: None` is an in-memory database (Spin's `type = "spin"` without `path`).
+    Sqlite {
+        path: Option<PathBuf>,
+    },
+}
+
+impl StoreConfig {
+    /// One line for start-up summaries (no credentials: the URL's password is hidden).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Redis { url } => format!("redis {}", redact_url(url)),
+            StoreConfig::Sqlite { path: Some(p) } => format!("sqlite {}", p.display()),
+            StoreConfig::Sqlite { path: None } => "sqlite in-memory".to_owned(),
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match redis::parse_redis_url(url) {
+        Some(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+// Top-level keys of Spin 4.1's runtime config other than `key_value_store`.
+const SPIN_SECTIONS_UNSUPPORTED: &[&str] = &[
+    "sqlite_database",
+    "llm_compute",
+    "variables_provider",
+    "config_provider",
+    "outbound_http",
+    "outbound_networking",
+    "client_tls",
+    "outbound_redis",
+    "outbound_pg",
+    "outbound_mysql",
+    "outbound_mqtt",
+    "state_dir",
+    "log_dir",
+    "max_instance_memory",
+];
+// Key-value store types Spin registers that cartlab does not.
+const SPIN_STORE_TYPES_UNSUPPORTED: &[&str] = &["azure_cosmos", "aws_dynamo"];
+
+/// Reads the runtime config `file` (if any) and adds the `default` store when the file does
+/// not define it. `state_dir` is the resolved state directory (`--state-dir`, else
+/// `<manifest dir>/.spin`).
+pub fn load(file: Option<&Path>, state_dir: &Path) -> Result<RuntimeConfig> {
+    let mut key_value = BTreeMap::new();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read runtime config file {}", file.display()))?;
+        let abs = std::path::absolute(file)
+            .with_context(|| format!("cannot make {} absolute", file.display()))?;
+        let base = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+        key_value = parse(&text, &base).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    }
+    key_value
+        .entry(DEFAULT_LABEL.to_owned())
+        .or_insert_with(|| StoreConfig::Sqlite {
+            path: Some(state_dir.join(DEFAULT_SQLITE_FILE)),
+        });
+    Ok(RuntimeConfig { key_value })
+}
+
+fn parse(text: &str, base: &Path) -> Result<BTreeMap<String, StoreConfig>, String> {
+    let doc: Table = toml::from_str(text).map_err(|e| format!("invalid TOML: {e}"))?;
+    let mut stores = BTreeMap::new();
+    for key in doc.keys() {
+        if key == "key_value_store" {
+            continue;
+        }
+        if SPIN_SECTIONS_UNSUPPORTED.contains(&key.as_str()) {
+            return Err(format!("`{key}` is not supported by cartlab up"));
+        }
+        return Err(format!(
+            "unknown runtime config key `{key}` (cartlab up supports [key_value_store.<label>])"
+        ));
+    }
+    let Some(kv) = doc.get("key_value_store") else {
+        return Ok(stores);
+    };
+    let kv = kv.as_table().ok_or_else(|| {
+        "`key_value_store` must be a table of [key_value_store.<label>]".to_owned()
+    })?;
+    for (label, cfg) in kv {
+        let at = format!("[key_value_store.{label}]");
+        let cfg = cfg
+            .as_table()
+            .ok_or_else(|| format!("{at}: expected a table"))?;
+        let ty = match cfg.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(other) => {
+                return Err(format!(
+                    "{at}: field `type`: expected a string, got {other}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{at}: missing field `type` (\"redis\" or \"spin\")"
+                ));
+            }
+        };
+        let allowed: &[&str] = match ty {
+            "redis" => &["type", "url"],
+            "spin" => &["type", "path"],
+            t if SPIN_STORE_TYPES_UNSUPPORTED.contains(&t) => {
+                return Err(format!(
+                    "{at}: store type `{t}` (label `{label}`) is not supported by cartlab up (use \"redis\" or \"spin\")"
+                ));
+            }
+            t => {
+                return Err(format!(
+                    "{at}: unknown key-value store type `{t}` (label `{label}`); cartlab up supports \"redis\" and \"spin\""
+                ));
+            }
+        };
+        if let Some(k) = cfg.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!(
+                "{at}: unknown field `{k}` for type \"{ty}\" (expected: {})",
+                allowed.join(", ")
+            ));
+        }
+        let store = if ty == "redis" {
+            let url = match cfg.get("url") {
+                Some(Value::String(u)) => u.clone(),
+                Some(other) => {
+                    return Err(format!("{at}: field `url`: expected a string, got {other}"));
+                }
+                None => return Err(format!("{at}: missing field `url` (type \"redis\")")),
+            };
+            // Spin validates the URL at start-up too ("Invalid Redis URL").
+            if redis::parse_redis_url(&url).is_none() {
+                return Err(format!(
+                    "{at}: field `url`: invalid Redis URL {url:?} (expected redis://host:port)"
+                ));
+            }
+            StoreConfig::Redis { url }
+        } else {
+            let path = match cfg.get("path") {
+                None => None,
+                Some(Value::String(p)) => Some(resolve(base, Path::new(p))),
+                Some(other) => {
+                    return Err(format!(
+                        "{at}: field `path`: expected a string, got {other}"
+                    ));
+                }
+            };
+            StoreConfig::Sqlite { path }
+        };
+        stores.insert(label.clone(), store);
+    }
+    Ok(stores)
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+impl RuntimeConfig {
+    /// Spin stops at start-up when a component is granted a label no store defines.
+    pub fn check_grants(&self, manifest: &AppManifest) -> Result<()> {
+        for (id, component) in &manifest.components {
+            for label in &component.key_value_stores {
+                if !self.key_value.contains_key(label) {
+                    bail!(
+                        "component `{id}` is granted key-value store `{label}` (key_value_stores in {}), but no store `{label}` is defined: add [key_value_store.{label}] to the runtime config file (--runtime-config-file)",
+                        manifest.path.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{AppManifest, ComponentDecl};
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let f = dir.join("runtime-config.toml");
+        std::fs::write(&f, text).unwrap();
+        f
+    }
+
+    #[test]
+    fn default_store_without_file() {
+        let rc = load(None, Path::new("/app/.spin")).unwrap();
+        assert_eq!(
+            rc.key_value,
+            BTreeMap::from([(
+                "default".to_owned(),
+                StoreConfig::Sqlite {
+                    path: Some(PathBuf::from("/app/.spin/sqlite_key_value.db"))
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn redis_and_sqlite_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            r#"
+[key_value_store.default]
+type = "redis"
+url = "redis://127.0.0.1:6379"
+
+[key_value_store.local]
+type = "spin"
+path = "data/kv.db"
+
+[key_value_store.abs]
+type = "spin"
+path = "/var/kv.db"
+
+[key_value_store.mem]
+type = "spin"
+"#,
+        );
+        let rc = load(Some(&f), Path::new("/state")).unwrap();
+        assert_eq!(
+            rc.key_value["default"],
+            StoreConfig::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+        assert_eq!(
+            rc.key_value["local"],
+            StoreConfig::Sqlite {
+                path: Some(dir.path().join("data/kv.db"))
+            },
+            "relative to the runtime config file's directory"
+        );
+        assert_eq!(
+            rc.key_value["abs"],
+            StoreConfig::Sqlite {
+                path: Some("/var/kv.db".into())
+            }
+        );
+        assert_eq!(rc.key_value["mem"], StoreConfig::Sqlite { path: None });
+        assert_eq!(rc.key_value.len(), 4);
+    }
+
+    fn err(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), text);
+        format!("{:#}", load(Some(&f), Path::new("/state")).unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = err("[key_value_store.sessions]\ntype = \"memcached\"\n");
+        assert!(
+            e.contains("unknown key-value store type `memcached`") && e.contains("`sessions`"),
+            "{e}"
+        );
+        assert!(e.contains("runtime-config.toml"), "{e}");
+        let e = err("[key_value_store.x]\ntype = \"azure_cosmos\"\naccount = \"a\"\n");
+        assert!(
+            e.contains("`azure_cosmos`") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = err("[key_value_store.x]\ntype = \"redis\"\n");
+        assert!(e.contains("missing field `url`"), "{e}");
+        let e = err("[key_value_store.x]\ntype = \"redis\"\nurl = \"http://x\"\n");
+        assert!(e.contains("invalid Redis URL"), "{e}");
+        let e = err("[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://h\"\npool = 3\n");
+        assert!(e.contains("unknown field `pool`"), "{e}");
+        let e = err("[key_value_store.x]\nurl = \"redis://h\"\n");
+        assert!(e.contains("missing field `type`"), "{e}");
+        let e = err("[[sqlite_database.default]]\ntype = \"spin\"\n");
+        assert!(e.contains("`sqlite_database` is not supported"), "{e}");
+        let e = err("[[variables_provider]]\ntype = \"vault\"\n");
+        assert!(e.contains("`variables_provider` is not supported"), "{e}");
+        let e = err("[outbound_http]\nmax_concurrent_requests = 1\n");
+        assert!(e.contains("`outbound_http` is not supported"), "{e}");
+        let e = err("[bogus]\n");
+        assert!(e.contains("unknown runtime config key `bogus`"), "{e}");
+        let e = err("[key_value_store.x\n");
+        assert!(e.contains("invalid TOML") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn grants_need_a_defined_store() {
+        let mut components = BTreeMap::new();
+        components.insert(
+            "cart".to_owned(),
+            ComponentDecl {
+                id: "cart".into(),
+                source: "/x.wasm".into(),
+                key_value_stores: vec!["default".into(), "sessions".into()],
+                variables: BTreeMap::new(),
+                environment: BTreeMap::new(),
+                allowed_outbound_hosts: vec![],
+                build: None,
+            },
+        );
+        let m = AppManifest {
+            path: "/app/spin.toml".into(),
+            dir: "/app".into(),
+            name: "a".into(),
+            version: None,
+            variables: BTreeMap::new(),
+            routes: vec![],
+            components,
+        };
+        let mut rc = load(None, Path::new("/s")).unwrap();
+        let e = rc.check_grants(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("component `cart`") && e.contains("`sessions`"),
+            "{e}"
+        );
+        rc.key_value
+            .insert("sessions".into(), StoreConfig::Sqlite { path: None });
+        rc.check_grants(&m).unwrap();
+    }
+
+    #[test]
+    fn describe_hides_password() {
+        let s = StoreConfig::Redis {
+            url: "redis://user:hunter2@h:6379".into(),
+        };
+        assert!(!s.describe().contains("hunter2"), "{}", s.describe());
+    }
+}

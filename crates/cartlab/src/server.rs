@@ -1,0 +1,219 @@
+//! The HTTP front of the lab host: accepts connections on loopback, routes each
+//! request by spin.toml's routes, adds the headers Spin adds, and hands it to
+//! the component's instance pool.
+
+use crate::pool::ComponentPool;
+use crate::routes::{RouteMatch, Router};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::handler::{
+    ErrorCode as HandlerErrorCode, ExpirationError, InstantiationError, ProxyHandler,
+};
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Everything a request needs: the routes and one pool per component.
+pub struct App {
+    pub router: Router,
+    pub pools: BTreeMap<String, ProxyHandler<ComponentPool>>,
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish
+/// (for at most `grace`).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&app, request, local, client).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("in-flight requests did not finish within {grace:?}");
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    app: &App,
+    request: Request<Incoming>,
+    local: SocketAddr,
+    client: SocketAddr,
+) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    if path == "/.well-known/spin/health" {
+        // Spin answers its own liveness probe; so do we.
+        let mut response = Response::new(
+            Full::new(Bytes::from_static(b"OK"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return response;
+    }
+    let Some(matched) = app.router.route(&path) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route in spin.toml matches {path}"),
+        );
+    };
+    let Some(pool) = app.pools.get(&matched.component) else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no_component",
+            "route names a component that is not loaded",
+        );
+    };
+    let request = for_component(request, &matched, local, client);
+    let method = request.method().clone();
+    match pool.handle((), request).await {
+        Ok(response) => response.map(|body| {
+            body.map_err(|error| std::io::Error::other(format!("{error:#}")))
+                .boxed_unsync()
+        }),
+        Err(error) => {
+            let (status, code, message) = if error.is::<ExpirationError>() {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "request_timeout",
+                    "the component did not answer within --request-timeout",
+                )
+            } else if error.is::<InstantiationError<()>>() {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "instantiation_failed",
+                    "could not start a component instance",
+                )
+            } else {
+                // A trap: Spin answers 500 and the instance is gone.
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "component_trapped",
+                    "the component instance trapped; it has been discarded",
+                )
+            };
+            tracing::warn!(component = %matched.component, %method, %path, error = %format!("{error:#}"), "request failed");
+            error_response(status, code, message)
+        }
+    }
+}
+
+/// Rewrites an incoming request the way Spin presents it to a component: an
+/// absolute URI and the `spin-*` headers (with their `x-*` twins). Values a
+/// client sent under those names are replaced, never trusted.
+fn for_component(
+    request: Request<Incoming>,
+    matched: &RouteMatch,
+    local: SocketAddr,
+    client: SocketAddr,
+) -> Request<UnsyncBoxBody<Bytes, HandlerErrorCode>> {
+    let (mut parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let full_url = format!("http://{authority}{path_and_query}");
+    if let Ok(uri) = full_url.parse() {
+        parts.uri = uri;
+    }
+    let spin_headers = [
+        ("full-url", full_url.as_str()),
+        ("path-info", matched.path_info.as_str()),
+        ("matched-route", matched.matched_route.as_str()),
+        ("base-path", matched.base_path.as_str()),
+        ("raw-component-route", matched.raw_component_route.as_str()),
+        ("component-route", matched.component_route.as_str()),
+        ("client-addr", &client.to_string()),
+    ];
+    for (name, value) in matched.param_headers() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
+    for (name, value) in spin_headers {
+        let Ok(value) = HeaderValue::from_str(value) else {
+            continue;
+        };
+        for prefix in ["spin-", "x-"] {
+            if let Ok(name) = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes()) {
+                parts.headers.insert(name, value.clone());
+            }
+        }
+    }
+    let body = body
+        .map_err(|_| HandlerErrorCode::from(ErrorCode::HttpProtocolError))
+        .boxed_unsync();
+    Request::from_parts(parts, body)
+}
+
+/// The host's own errors use the same JSON shape as the components'.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,192 @@
+//! `cartlab up`: load spin.toml and the runtime config, build stale
+//! components, compile and pre-instantiate them, then serve — the lab host's
+//! equivalent of `spin up`.
+
+use crate::instance::{ComponentGrants, InstanceState};
+use crate::manifest::AppManifest;
+use crate::pool::{ComponentPool, ReusePolicy};
+use crate::routes::Router;
+use crate::runtime_config::{RuntimeConfig, StoreConfig};
+use crate::server::App;
+use crate::variables::Variables;
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// What `cartlab up` needs to know, mirroring `spin up`'s flags.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    pub from: PathBuf,
+    pub runtime_config_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub policy: ReusePolicy,
+    pub variables: BTreeMap<String, String>,
+    pub environment: Vec<(String, String)>,
+    pub build: bool,
+    pub disable_pooling: bool,
+    pub disable_cache: bool,
+    pub max_instance_memory: Option<usize>,
+}
+
+/// A loaded application, ready to serve.
+pub struct LoadedApp {
+    pub manifest: AppManifest,
+    pub app: Arc<App>,
+    pub stores: BTreeMap<String, StoreConfig>,
+}
+
+fn engine(options: &UpOptions) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model_async(true);
+    config.concurrency_support(true);
+    if !options.disable_cache {
+        // wasmtime's own compilation cache (~/.cache/wasmtime): a restart, or
+        // a test starting another host, does not compile the same .wasm again.
+        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(error) => tracing::warn!(error = %error, "compilation cache disabled"),
+        }
+    }
+    if !options.disable_pooling {
+        // Instances come and go all the time (that is the lesson), so reuse
+        // their memory slots instead of mapping fresh memory each time.
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling.total_component_instances(256);
+        pooling.total_core_instances(1024);
+        pooling.total_memories(512);
+        pooling.total_tables(512);
+        pooling.max_memory_size(options.max_instance_memory.unwrap_or(256 << 20));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("failed to configure wasmtime")
+}
+
+fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::spin_host::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// Loads everything `cartlab up` serves; every configuration problem is an
+/// error here, before any port is opened.
+pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
+    let manifest = crate::manifest::load(&options.from)?;
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| manifest.dir.join(".spin"));
+    let runtime_config =
+        crate::runtime_config::load(options.runtime_config_file.as_deref(), &state_dir)?;
+    runtime_config.check_grants(&manifest)?;
+    let variables = Variables::resolve(&manifest, &options.variables, |name| {
+        std::env::var(name).ok()
+    })?;
+    let router = Router::new(&manifest.routes)?;
+    if options.build {
+        // Building runs cargo and waits on it: keep it off the async workers.
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || crate::component_build::ensure_built(&manifest))
+            .await??;
+    }
+
+    let engine = engine(options)?;
+    let linker = linker(&engine)?;
+    let stores = open_stores(&manifest, &runtime_config).await?;
+
+    let mut pools = BTreeMap::new();
+    for (id, decl) in &manifest.components {
+        if !decl.allowed_outbound_hosts.is_empty() {
+            anyhow::bail!(
+                "spin.toml: component `{id}`: `allowed_outbound_hosts` is not supported by cartlab up yet"
+            );
+        }
+        let bytes = std::fs::read(&decl.source).with_context(|| {
+            format!(
+                "component `{id}`: cannot read source {}",
+                decl.source.display()
+            )
+        })?;
+        let component = Component::new(&engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "component `{id}`: {} is not a valid component",
+                    decl.source.display()
+                )
+            })?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("component `{id}` imports something cartlab up does not provide")
+            })?;
+        let pre = ServicePre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("component `{id}` does not export wasi:http/handler@0.3.0 (built with spin-sdk 7?)")
+        })?;
+        let mut key_value = BTreeMap::new();
+        for label in &decl.key_value_stores {
+            let backend = stores.get(label).with_context(|| {
+                format!("component `{id}`: key-value store `{label}` is granted but not defined")
+            })?;
+            key_value.insert(label.clone(), backend.clone());
+        }
+        let grants = Arc::new(ComponentGrants {
+            id: id.clone(),
+            key_value,
+            variables: variables.component_values(id).cloned().unwrap_or_default(),
+            environment: decl
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(options.environment.iter().cloned())
+                .collect(),
+        });
+        let pool = ComponentPool::new(
+            engine.clone(),
+            ProxyPre::P3(pre),
+            grants,
+            options.policy.clone(),
+        );
+        pools.insert(id.clone(), ProxyHandler::new(pool));
+    }
+    let store_configs = runtime_config.key_value.clone();
+    Ok(LoadedApp {
+        manifest,
+        app: Arc::new(App { router, pools }),
+        stores: store_configs,
+    })
+}
+
+async fn open_stores(
+    manifest: &AppManifest,
+    runtime_config: &RuntimeConfig,
+) -> anyhow::Result<BTreeMap<String, Arc<dyn crate::kv::KvBackend>>> {
+    let mut stores = BTreeMap::new();
+    let granted: std::collections::BTreeSet<&String> = manifest
+        .components
+        .values()
+        .flat_map(|c| c.key_value_stores.iter())
+        .collect();
+    for label in granted {
+        let config = runtime_config.key_value.get(label).with_context(|| {
+            format!("key-value store `{label}` is granted but not defined in the runtime config")
+        })?;
+        let backend = crate::kv::open(label, config)
+            .await
+            .with_context(|| format!("cannot open key-value store `{label}`"))?;
+        stores.insert(label.clone(), backend);
+    }
+    Ok(stores)
+}

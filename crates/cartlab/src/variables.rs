@@ -1,0 +1,585 @@
+//! Spin application variables: `[variables]` in spin.toml, `[component.x.variables]`
+//! templates, and the value sources `spin up` uses.
+//!
+//! Priority of value sources is Spin's: `--variable KEY=VALUE` (Spin inserts its static
+//! provider first), then the environment variable `SPIN_VARIABLE_<NAME UPPERCASE>`, then the
+//! manifest `default`. A variable without a default (Spin requires such a variable to be
+//! marked `required`) that no source resolves stops start-up, as in Spin.
+//!
+//! Not implemented: Spin's env provider also falls back to a `.env` file in the current
+//! directory, and the runtime-config `[[variables_provider]]` sources (Vault, Azure). The
+//! runtime config rejects the latter; the `.env` fallback is simply absent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::manifest::AppManifest;
+
+/// The prefix of Spin's environment-variable provider.
+pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
+
+/// The environment variable that feeds application variable `name`.
+pub fn env_name(name: &str) -> String {
+    format!("{ENV_PREFIX}{}", name.to_ascii_uppercase())
+}
+
+/// One piece of a value template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Variable(String),
+}
+
+/// A component variable's value template, e.g. `"prefix-{{ app_var }}"`.
+///
+/// Parsing follows Spin's `spin-expressions`: `{{` opens an expression up to the next `}}`,
+/// whose content is trimmed; an unmatched `{{` is an error; everything else is literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<TemplatePart>,
+}
+
+impl Template {
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            if let Some(expr_rest) = rest.strip_prefix("{{") {
+                let Some((expr, after)) = expr_rest.split_once("}}") else {
+                    return Err(format!("unmatched '{{{{' in template {template:?}"));
+                };
+                parts.push(TemplatePart::Variable(expr.trim().to_owned()));
+                rest = after;
+            } else if let Some(idx) = rest.find("{{") {
+                parts.push(TemplatePart::Literal(rest[..idx].to_owned()));
+                rest = &rest[idx..];
+            } else {
+                parts.push(TemplatePart::Literal(rest.to_owned()));
+                rest = "";
+            }
+        }
+        Ok(Self { parts })
+    }
+
+    pub fn parts(&self) -> &[TemplatePart] {
+        &self.parts
+    }
+
+    /// Names of the application variables the template refers to.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Variable(v) => Some(v.as_str()),
+            TemplatePart::Literal(_) => None,
+        })
+    }
+
+    fn render(&self, values: &BTreeMap<String, String>) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(l) => out.push_str(l),
+                TemplatePart::Variable(v) => out.push_str(
+                    values
+                        .get(v)
+                        .ok_or_else(|| format!("unknown variable {v:?}"))?,
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Spin's rule for variable names in the manifest (`LowerSnakeId`): words separated by
+/// single underscores, each word starting with a lowercase ASCII letter and containing only
+/// lowercase ASCII letters and digits. `api_key`, `v2_url` are valid; `2x`, `a__b`, `_a`,
+/// `a_1`, `Api` are not.
+pub fn validate_manifest_name(name: &str) -> Result<(), String> {
+    validate_id(name, '_', true)
+}
+
+/// Spin's identifier rule (`spin_serde::Id`), shared by component ids (kebab-case) and
+/// variable names (snake_case): `delim`-separated words, each starting with an ASCII letter
+/// and containing only ASCII letters and digits, each word all lowercase or all uppercase
+/// (only lowercase when `lower_only`).
+pub fn validate_id(id: &str, delim: char, lower_only: bool) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let wrong = if delim == '_' { '-' } else { '_' };
+    if id.contains(wrong) {
+        return Err(format!(
+            "words must be separated with {delim:?}, not {wrong:?}"
+        ));
+    }
+    for word in id.split(delim) {
+        let mut chars = word.chars();
+        let Some(first) = chars.next() else {
+            return Err(format!("{delim:?}-separated words must not be empty"));
+        };
+        if !first.is_ascii_alphabetic() {
+            return Err(format!(
+                "{delim:?}-separated words must start with an ASCII letter; got {first:?}"
+            ));
+        }
+        let upper = first.is_ascii_uppercase();
+        for ch in chars {
+            if ch.is_ascii_digit() {
+                continue;
+            }
+            if !ch.is_ascii_alphanumeric() {
+                return Err(format!(
+                    "{delim:?}-separated words may only contain alphanumeric ASCII; got {ch:?}"
+                ));
+            }
+            if ch.is_ascii_uppercase() != upper {
+                return Err(format!(
+                    "{delim:?}-separated words must be all lowercase or all UPPERCASE; got {word:?}"
+                ));
+            }
+        }
+        if lower_only && upper {
+            return Err("must be all lowercase".into());
+        }
+    }
+    Ok(())
+}
+
+/// Spin's runtime check of the name a component passes to `spin:variables/get`
+/// (`spin_expressions::Key::validate`): lowercase letters, digits and single underscores,
+/// starting with a letter and ending with a letter or digit.
+pub fn validate_key(key: &str) -> Result<(), String> {
+    let reason = if key.is_empty() {
+        "must not be empty".to_owned()
+    } else if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        format!(
+            "invalid character {c:?}. Variable names may contain only lower-case letters, numbers, and underscores."
+        )
+    } else if !key.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "must start with a lowercase ASCII letter".to_owned()
+    } else if !key.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        "must end with a lowercase ASCII letter or digit".to_owned()
+    } else if key.contains("__") {
+        "must not contain multiple consecutive underscores".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(format!("{key:?}: {reason}"))
+}
+
+/// The errors of `spin:variables/variables@3.0.0#get` that a lookup can produce; the
+/// payload is the message Spin puts in the WIT variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VariableError {
+    /// `error::invalid-name(string)`
+    InvalidName(String),
+    /// `error::undefined(string)`
+    Undefined(String),
+}
+
+impl fmt::Display for VariableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidName(m) => write!(f, "invalid variable name: {m}"),
+            Self::Undefined(m) => write!(f, "undefined variable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for VariableError {}
+
+/// Every component's variables, resolved once at start-up (the sources cannot change while
+/// cartlab runs: the CLI is fixed and the environment is read at start-up).
+#[derive(Clone, Default)]
+pub struct Variables {
+    /// component id -> variable name -> resolved value
+    components: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+// Values may be secrets: never print them.
+impl fmt::Debug for Variables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (component, vars) in &self.components {
+            m.entry(component, &vars.keys().collect::<Vec<_>>());
+        }
+        m.finish()
+    }
+}
+
+impl Variables {
+    /// Resolves every application variable from `cli` (the `--variable` map), then
+    /// `env("SPIN_VARIABLE_<NAME>")`, then the manifest default, and renders every
+    /// component's templates. Fails naming the variables no source resolves.
+    pub fn resolve(
+        manifest: &AppManifest,
+        cli: &BTreeMap<String, String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let mut values = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (name, decl) in &manifest.variables {
+            let value = cli
+                .get(name)
+                .cloned()
+                .or_else(|| env(&env_name(name)))
+                .or_else(|| decl.default.clone());
+            match value {
+                Some(v) => {
+                    values.insert(name.clone(), v);
+                }
+                None => missing.push(name.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            let how = missing
+                .iter()
+                .map(|n| format!("`--variable {n}=...` or {}", env_name(n)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            bail!(
+                "{}: no value for required application variable(s) {}: set {how}",
+                manifest.path.display(),
+                missing
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        // Spin ignores --variable keys that no [variables] entry declares; so do we, but say so.
+        for key in cli.keys().filter(|k| !manifest.variables.contains_key(*k)) {
+            tracing::warn!(
+                variable = %key,
+                "--variable {key}=... names no application variable in [variables]; ignored"
+            );
+        }
+
+        let mut components = BTreeMap::new();
+        for (id, component) in &manifest.components {
+            let mut resolved = BTreeMap::new();
+            for (name, raw) in &component.variables {
+                // The manifest loader validated templates already; re-check so this
+                // function is safe on a hand-built manifest too.
+                let rendered = Template::parse(raw)
+                    .and_then(|t| t.render(&values))
+                    .map_err(|e| anyhow!("component `{id}`: variable `{name}`: {e}"))?;
+                resolved.insert(name.clone(), rendered);
+            }
+            components.insert(id.clone(), resolved);
+        }
+        Ok(Self { components })
+    }
+
+    /// What `spin:variables/get(name)` returns to component `component`.
+    pub fn component_value(&self, component: &str, name: &str) -> Result<String, VariableError> {
+        validate_key(name).map_err(VariableError::InvalidName)?;
+        let vars = self.components.get(component).ok_or_else(|| {
+            VariableError::Undefined(format!("no variable for component {component:?}"))
+        })?;
+        vars.get(name).cloned().ok_or_else(|| {
+            VariableError::Undefined(format!("no variable for {component:?}.{name:?}"))
+        })
+    }
+
+    /// All of a component's resolved variables (for `wasi:config/store#get-all`-like uses).
+    pub fn component_values(&self, component: &str) -> Option<&BTreeMap<String, String>> {
+        self.components.get(component)
+    }
+}
+
+/// clap `value_parser` for `KEY=VALUE` pairs (`-e/--env`): splits at the first `=`; the
+/// value may be empty or contain `=`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// One `--variable` argument, with the forms `spin up` accepts: `key=value`, `key=@file`
+/// (value is the file's content), `@file.json` / `@file.toml` (a map of names to string
+/// values). Relative paths are relative to the current directory, as in Spin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VariableSource {
+    Literal(String, String),
+    FileContent(String, PathBuf),
+    JsonFile(PathBuf),
+    TomlFile(PathBuf),
+}
+
+impl FromStr for VariableSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix('@') {
+            let path = PathBuf::from(path);
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => Ok(Self::JsonFile(path)),
+                Some("toml") => Ok(Self::TomlFile(path)),
+                _ => Err(format!(
+                    "variable files must end in .json or .toml, got {s:?}"
+                )),
+            }
+        } else if let Some((key, value)) = s.split_once('=') {
+            if key.is_empty() {
+                return Err(format!("expected KEY=VALUE, got {s:?}"));
+            }
+            match value.strip_prefix('@') {
+                Some(path) => Ok(Self::FileContent(key.to_owned(), PathBuf::from(path))),
+                None => Ok(Self::Literal(key.to_owned(), value.to_owned())),
+            }
+        } else {
+            Err(format!(
+                "variables must be in the form 'key=value', 'key=@file' or '@file.json'/'@file.toml', got {s:?}"
+            ))
+        }
+    }
+}
+
+/// clap `value_parser` for `--variable`.
+pub fn parse_variable_source(s: &str) -> Result<VariableSource, String> {
+    s.parse()
+}
+
+impl VariableSource {
+    fn read(&self) -> Result<BTreeMap<String, String>> {
+        match self {
+            Self::Literal(k, v) => Ok(BTreeMap::from([(k.clone(), v.clone())])),
+            Self::FileContent(k, path) => {
+                let v = std::fs::read_to_string(path)
+                    .with_context(|| format!("--variable {k}=@{}: cannot read", path.display()))?;
+                Ok(BTreeMap::from([(k.clone(), v)]))
+            }
+            Self::JsonFile(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("--variable @{}: cannot read", path.display()))?;
+                serde_json::from_slice(&bytes).with_context(|| {
+                    format!(
+                        "--variable @{}: expected a JSON object of string values",
+                        path.display()
+                    )
+                })
+            }
+            Self::TomlFile(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--variable @{}: cannot read", path.display()))?;
+                toml::from_str(&text).with_context(|| {
+                    format!(
+                        "--variable @{}: expected a TOML table of string values",
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Merges `--variable` arguments in order; a later value for the same key wins (Spin's rule).
+pub fn collect_cli_variables(sources: &[VariableSource]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for source in sources {
+        out.extend(source.read()?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{AppManifest, ComponentDecl, VariableDecl};
+    use std::path::PathBuf;
+
+    fn manifest() -> AppManifest {
+        let mut variables = BTreeMap::new();
+        variables.insert(
+            "greeting".to_owned(),
+            VariableDecl {
+                default: Some("hello".into()),
+                required: false,
+                secret: false,
+            },
+        );
+        variables.insert(
+            "api_key".to_owned(),
+            VariableDecl {
+                default: None,
+                required: true,
+                secret: true,
+            },
+        );
+        let mut cvars = BTreeMap::new();
+        cvars.insert(
+            "message".to_owned(),
+            "{{greeting}}, {{ api_key }}!".to_owned(),
+        );
+        cvars.insert("plain".to_owned(), "literal".to_owned());
+        let mut components = BTreeMap::new();
+        components.insert(
+            "comp".to_owned(),
+            ComponentDecl {
+                id: "comp".into(),
+                source: PathBuf::from("/x.wasm"),
+                key_value_stores: vec![],
+                variables: cvars,
+                environment: BTreeMap::new(),
+                allowed_outbound_hosts: vec![],
+                build: None,
+            },
+        );
+        AppManifest {
+            path: PathBuf::from("/app/spin.toml"),
+            dir: PathBuf::from("/app"),
+            name: "app".into(),
+            version: None,
+            variables,
+            routes: vec![],
+            components,
+        }
+    }
+
+    #[test]
+    fn template_parsing() {
+        let t = Template::parse("a-{{ x }}-b{{y}}").unwrap();
+        assert_eq!(
+            t.parts(),
+            &[
+                TemplatePart::Literal("a-".into()),
+                TemplatePart::Variable("x".into()),
+                TemplatePart::Literal("-b".into()),
+                TemplatePart::Variable("y".into()),
+            ]
+        );
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["x", "y"]);
+        assert!(Template::parse("{{ ok }} {{ unmatched").is_err());
+        assert_eq!(Template::parse("").unwrap().parts(), &[]);
+    }
+
+    #[test]
+    fn priority_cli_then_env_then_default() {
+        let m = manifest();
+        let env = |k: &str| match k {
+            "SPIN_VARIABLE_API_KEY" => Some("from-env".to_owned()),
+            "SPIN_VARIABLE_GREETING" => Some("hi-env".to_owned()),
+            _ => None,
+        };
+        // env beats default
+        let v = Variables::resolve(&m, &BTreeMap::new(), env).unwrap();
+        assert_eq!(
+            v.component_value("comp", "message").unwrap(),
+            "hi-env, from-env!"
+        );
+        // cli beats env
+        let cli = BTreeMap::from([("greeting".to_owned(), "cli".to_owned())]);
+        let v = Variables::resolve(&m, &cli, env).unwrap();
+        assert_eq!(
+            v.component_value("comp", "message").unwrap(),
+            "cli, from-env!"
+        );
+        // default used when nothing else
+        let v = Variables::resolve(&m, &BTreeMap::new(), |k| {
+            (k == "SPIN_VARIABLE_API_KEY").then(|| "k".to_owned())
+        })
+        .unwrap();
+        assert_eq!(v.component_value("comp", "message").unwrap(), "hello, k!");
+        assert_eq!(v.component_value("comp", "plain").unwrap(), "literal");
+    }
+
+    #[test]
+    fn missing_required_variable_is_a_startup_error_naming_it() {
+        let err = Variables::resolve(&manifest(), &BTreeMap::new(), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`api_key`"), "{err}");
+        assert!(err.contains("SPIN_VARIABLE_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn lookup_errors_mirror_spin_variants() {
+        let v = Variables::resolve(&manifest(), &BTreeMap::new(), |_| Some("x".into())).unwrap();
+        assert!(matches!(
+            v.component_value("comp", "Bad-Name"),
+            Err(VariableError::InvalidName(_))
+        ));
+        assert!(matches!(
+            v.component_value("comp", "a__b"),
+            Err(VariableError::InvalidName(_))
+        ));
+        assert!(matches!(
+            v.component_value("comp", "nope"),
+            Err(VariableError::Undefined(_))
+        ));
+        assert!(matches!(
+            v.component_value("other", "message"),
+            Err(VariableError::Undefined(_))
+        ));
+        // An app variable not mapped into the component is undefined for it, as in Spin.
+        assert!(matches!(
+            v.component_value("comp", "greeting"),
+            Err(VariableError::Undefined(_))
+        ));
+    }
+
+    #[test]
+    fn debug_never_prints_values() {
+        let cli = BTreeMap::from([("api_key".to_owned(), "s3cr3t".to_owned())]);
+        let v = Variables::resolve(&manifest(), &cli, |_| None).unwrap();
+        assert!(!format!("{v:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "api_key", "v2_url", "abc123"] {
+            assert!(validate_manifest_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "2x", "a__b", "_a", "a_", "a_1", "Api", "api-key", "a b"] {
+            assert!(validate_manifest_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_id("stateless-cart", '-', false).is_ok());
+        assert!(validate_id("stateless_cart", '-', false).is_err());
+        assert!(validate_key("a_1").is_ok());
+        assert!(validate_key("a_").is_err());
+    }
+
+    #[test]
+    fn key_value_and_variable_sources() {
+        assert_eq!(
+            parse_key_value("A=b=c").unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(parse_key_value("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_key_value("A").is_err());
+        assert!(parse_key_value("=x").is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("secret.txt");
+        std::fs::write(&content, "from-file").unwrap();
+        let json = dir.path().join("vars.json");
+        std::fs::write(&json, r#"{"a": "1", "b": "2"}"#).unwrap();
+        let toml_file = dir.path().join("vars.toml");
+        std::fs::write(&toml_file, "b = \"3\"\n").unwrap();
+
+        let sources: Vec<VariableSource> = [
+            "x=y".to_owned(),
+            format!("s=@{}", content.display()),
+            format!("@{}", json.display()),
+            format!("@{}", toml_file.display()),
+        ]
+        .iter()
+        .map(|s| parse_variable_source(s).unwrap())
+        .collect();
+        let merged = collect_cli_variables(&sources).unwrap();
+        assert_eq!(merged["x"], "y");
+        assert_eq!(merged["s"], "from-file");
+        assert_eq!(merged["a"], "1");
+        assert_eq!(merged["b"], "3", "later source wins");
+        assert!(parse_variable_source("@vars.yaml").is_err());
+        assert!(parse_variable_source("novalue").is_err());
+    }
+}
