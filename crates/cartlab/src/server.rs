@@ -54,6 +54,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // A streamed response ends with a small final write; with Nagle on,
+        // it waits for the client's delayed ACK (~40 ms per request).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
         let app = app.clone();
         let service = hyper::service::service_fn(move |request| {
             let app = app.clone();
