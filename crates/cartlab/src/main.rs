@@ -80,6 +80,7 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -138,15 +139,24 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         idle_instance_timeout = %options.policy.idle_timeout,
         "cartlab up ready"
     );
-    // The same summary `spin up` prints; tests read the address from it.
-    println!("Serving http://{address}");
-    println!("Available Routes:");
+    // The same summary `spin up` prints; tests read the address from it. A
+    // closed stdout must not take the host down, so write errors are ignored.
+    let mut summary = format!("Serving http://{address}\nAvailable Routes:\n");
     for route in &loaded.manifest.routes {
         let (shown, wildcard) = match route.route.strip_suffix("/...") {
             Some(prefix) => (prefix, " (wildcard)"),
             None => (route.route.as_str(), ""),
         };
-        println!("  {}: http://{address}{shown}{wildcard}", route.component);
+        summary.push_str(&format!(
+            "  {}: http://{address}{shown}{wildcard}\n",
+            route.component
+        ));
+    }
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(summary.as_bytes());
+        let _ = stdout.flush();
     }
     cartlab::server::serve(
         loaded.app.clone(),

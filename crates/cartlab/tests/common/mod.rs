@@ -51,10 +51,10 @@ impl Lab {
         let stderr = child.stderr.take().expect("stderr");
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Keep draining after the test stops listening: a closed pipe
+            // would make the host's next write fail.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line_tx.send(line).is_err() {
-                    break;
-                }
+                let _ = line_tx.send(line);
             }
         });
         let (err_tx, err_rx) = mpsc::channel();
@@ -153,6 +153,7 @@ pub fn start_up_error(args: &[&str], dir: &Path) -> String {
 /// A shopper: one cookie jar, like `curl -c jar -b jar`.
 pub struct Shopper {
     client: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
     base: String,
 }
 
@@ -161,6 +162,7 @@ pub struct Answer {
     pub status: u16,
     pub instance: String,
     pub requests: u64,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -187,20 +189,37 @@ impl Shopper {
     }
 
     pub fn at(base: &str) -> Shopper {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Shopper {
             client: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
+            jar,
             base: base.to_string(),
         }
+    }
+
+    /// The `name=value` cookie the jar would send to `component`'s routes.
+    pub fn cookie(&self, component: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = format!("{}/{component}/cart", self.base).parse().ok()?;
+        let header = self.jar.cookies(&url)?;
+        let name = format!("cartlab_{component}=");
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find(|pair| pair.starts_with(&name))
+            .map(str::to_string)
     }
 
     /// The same shopper (same cookie jar) talking to another address.
     pub fn rebase(&self, base: &str) -> Shopper {
         Shopper {
             client: self.client.clone(),
+            jar: self.jar.clone(),
             base: base.to_string(),
         }
     }
@@ -222,12 +241,14 @@ impl Shopper {
         };
         let instance = header("x-cartlab-instance");
         let requests = header("x-cartlab-requests").parse().unwrap_or(0);
+        let retry_after = Some(header("retry-after")).filter(|value| !value.is_empty());
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Answer {
             status,
             instance,
             requests,
+            retry_after,
             body,
         }
     }
