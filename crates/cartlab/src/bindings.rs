@@ -1,14 +1,24 @@
-//! Host-side bindings for the Spin interfaces in `wit/` (key-value, variables).
-//! wasi:http and the WASI basics come from wasmtime-wasi(-http).
+//! Host-side bindings for the Spin interfaces in `wit/` (key-value, variables,
+//! redis, wasi:keyvalue). wasi:http and the WASI basics come from wasmtime-wasi(-http).
 
 wasmtime::component::bindgen!({
     path: "wit",
     world: "cartlab:host/spin-host",
-    imports: { default: store | trappable | tracing },
+    imports: {
+        // wasi:keyvalue draft2 functions are synchronous in WIT but the backends are
+        // async: `async` makes them Rust futures while the guest blocks on the call.
+        "wasi:keyvalue": async | trappable | tracing,
+        default: store | trappable | tracing,
+    },
     with: {
         "spin:key-value/key-value.store": crate::spin_host::OpenStore,
+        "spin:redis/redis.connection": crate::spin_redis::RedisConnection,
+        "wasi:keyvalue/store.bucket": crate::wasi_keyvalue::Bucket,
+        "wasi:keyvalue/atomics.cas": crate::wasi_keyvalue::Cas,
     },
 });
 
 pub use spin::key_value::key_value;
+pub use spin::redis::redis;
 pub use spin::variables::variables;
+pub use wasi::keyvalue::{atomics as wasi_atomics, batch as wasi_batch, store as wasi_store};

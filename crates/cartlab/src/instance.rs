@@ -1,8 +1,10 @@
 //! What one component instance's store holds: WASI and wasi:http contexts, the
-//! resource table, and the component's grants (key-value labels, variables).
+//! resource table, and the component's grants (key-value labels, variables,
+//! outbound hosts).
 
 use crate::bindings::variables;
 use crate::kv::KvBackend;
+use crate::outbound::AllowedHosts;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ pub struct ComponentGrants {
     pub variables: BTreeMap<String, String>,
     /// `-e/--env` pairs, visible through wasi:cli/environment.
     pub environment: Vec<(String, String)>,
+    /// `allowed_outbound_hosts`, templates resolved; checked by `spin:redis` `open`.
+    pub allowed_outbound_hosts: AllowedHosts,
 }
 
 impl ComponentGrants {

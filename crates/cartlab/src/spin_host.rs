@@ -20,12 +20,16 @@ impl HasData for SpinHost {
     type Data<'a> = &'a mut InstanceState;
 }
 
-/// Adds `spin:key-value` and `spin:variables` to the linker.
+/// Adds `spin:key-value`, `spin:variables`, `spin:redis` and `wasi:keyvalue` to the linker.
 pub fn add_to_linker(
     linker: &mut wasmtime::component::Linker<InstanceState>,
 ) -> wasmtime::Result<()> {
     key_value::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     variables::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::bindings::redis::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::bindings::wasi_store::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::bindings::wasi_atomics::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::bindings::wasi_batch::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! directory, without persistence. It panics (failing the test) when `redis-server` is
 //! missing or does not come up: tests that need Redis must never silently skip.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,12 +16,24 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// appendonly with fsync on every write: acknowledged writes survive `kill -9`.
+    durable: bool,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (from PATH) on a free 127.0.0.1 port and waits until it
     /// answers PING.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), with `appendonly yes` and `appendfsync always`, so a
+    /// [`restart`](Self::restart) after [`kill`](Self::kill) keeps every acknowledged write.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "cartlab-redis-{}-{}",
@@ -36,6 +48,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            durable,
         };
         server.spawn();
         server
@@ -58,7 +71,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts a fresh server on the same port (data is not kept: no persistence).
+    /// Starts the server again on the same port; data is kept only by a durable server.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -129,7 +142,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(["--appendonly", if self.durable { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -190,16 +204,11 @@ fn free_port() -> u16 {
 }
 
 fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    let url = format!("redis://127.0.0.1:{port}");
+    redis::Client::open(url)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+        .is_ok_and(|reply| reply == "PONG")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::manifest::AppManifest;
+use crate::outbound::AllowedHosts;
 use crate::pool::{ComponentPool, ReusePolicy};
 use crate::routes::Router;
 use crate::runtime_config::{RuntimeConfig, StoreConfig};
@@ -107,9 +108,16 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
 
     let mut pools = BTreeMap::new();
     for (id, decl) in &manifest.components {
-        if !decl.allowed_outbound_hosts.is_empty() {
-            anyhow::bail!(
-                "spin.toml: component `{id}`: `allowed_outbound_hosts` is not supported by cartlab up yet"
+        let allowed_outbound_hosts =
+            AllowedHosts::parse(&decl.allowed_outbound_hosts, variables.app_values())
+                .with_context(|| format!("spin.toml: component `{id}`"))?;
+        if ["http", "https"]
+            .iter()
+            .any(|s| allowed_outbound_hosts.mentions_scheme(s))
+        {
+            tracing::warn!(
+                component = %id,
+                "allowed_outbound_hosts allows HTTP, but cartlab up does not provide outbound HTTP: requests will be denied"
             );
         }
         let bytes = std::fs::read(&decl.source).with_context(|| {
@@ -152,6 +160,7 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .chain(options.environment.iter().cloned())
                 .collect(),
+            allowed_outbound_hosts,
         });
         let pool = ComponentPool::new(
             engine.clone(),

@@ -77,7 +77,7 @@ impl Template {
         })
     }
 
-    fn render(&self, values: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn render(&self, values: &BTreeMap<String, String>) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -200,6 +200,9 @@ impl std::error::Error for VariableError {}
 pub struct Variables {
     /// component id -> variable name -> resolved value
     components: BTreeMap<String, BTreeMap<String, String>>,
+    /// application variable name -> resolved value (templates in
+    /// `allowed_outbound_hosts` refer to these, as in Spin)
+    app: BTreeMap<String, String>,
 }
 
 // Values may be secrets: never print them.
@@ -274,7 +277,10 @@ impl Variables {
             }
             components.insert(id.clone(), resolved);
         }
-        Ok(Self { components })
+        Ok(Self {
+            components,
+            app: values,
+        })
     }
 
     /// What `spin:variables/get(name)` returns to component `component`.
@@ -286,6 +292,11 @@ impl Variables {
         vars.get(name).cloned().ok_or_else(|| {
             VariableError::Undefined(format!("no variable for {component:?}.{name:?}"))
         })
+    }
+
+    /// The resolved application variables (`[variables]`).
+    pub fn app_values(&self) -> &BTreeMap<String, String> {
+        &self.app
     }
 
     /// All of a component's resolved variables (for `wasi:config/store#get-all`-like uses).

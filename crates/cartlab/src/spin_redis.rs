@@ -1,0 +1,472 @@
+//! `spin:redis/redis@3.0.0`: outbound Redis, as Spin provides it. `open(address)` is
+//! allowed only for addresses matching the component's `allowed_outbound_hosts`
+//! (else `invalid-address`, as in Spin) and opens its own multiplexed connection.
+//! Unlike Spin, connecting and every command are bounded (the key-value backend's
+//! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang.
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, Value};
+use wasmtime::component::{Accessor, Resource};
+
+use crate::bindings::redis as wit;
+use crate::instance::InstanceState;
+use crate::kv::redis::{connection_config, within_deadline};
+use crate::spin_host::SpinHost;
+
+/// An open `spin:redis/redis.connection`.
+pub struct RedisConnection {
+    conn: MultiplexedConnection,
+}
+
+type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
+
+fn other(e: RedisError) -> wit::Error {
+    wit::Error::Other(e.to_string())
+}
+
+/// Server errors that mean "wrong type" (the WIT's `type-error`).
+fn typed(e: RedisError) -> wit::Error {
+    let not_integer = e.to_string().contains("not an integer");
+    if e.kind() == redis::ErrorKind::UnexpectedReturnType
+        || e.code() == Some("WRONGTYPE")
+        || not_integer
+    {
+        wit::Error::TypeError
+    } else {
+        other(e)
+    }
+}
+
+/// Maps a Redis reply onto `list<redis-result>` the way Spin does: arrays (and sets)
+/// are flattened into the list; nil -> `nil`; OK and other simple strings -> `status`;
+/// integers and booleans -> `int64`; bulk strings, doubles and big numbers -> `binary`
+/// (the latter two as decimal text). Maps, attributes, verbatim strings and push
+/// messages are refused, as Spin refuses them; an error nested in an array (e.g. in an
+/// `EXEC` reply) is returned as an error.
+pub fn redis_results(value: Value) -> Result<Vec<wit::RedisResult>, String> {
+    fn append(out: &mut Vec<wit::RedisResult>, value: Value) -> Result<(), String> {
+        match value {
+            Value::Nil => out.push(wit::RedisResult::Nil),
+            Value::Okay => out.push(wit::RedisResult::Status("OK".into())),
+            Value::SimpleString(s) => out.push(wit::RedisResult::Status(s)),
+            Value::Int(i) => out.push(wit::RedisResult::Int64(i)),
+            Value::Boolean(b) => out.push(wit::RedisResult::Int64(i64::from(b))),
+            Value::BulkString(bytes) => out.push(wit::RedisResult::Binary(bytes)),
+            Value::Double(d) => out.push(wit::RedisResult::Binary(d.to_string().into_bytes())),
+            Value::BigNumber(n) => out.push(wit::RedisResult::Binary(n.to_string().into_bytes())),
+            Value::Array(items) | Value::Set(items) => {
+                for item in items {
+                    append(out, item)?;
+                }
+            }
+            Value::ServerError(e) => return Err(e.to_string()),
+            Value::Map(_) => return Err("Redis map replies are not supported".into()),
+            Value::Attribute { .. } => {
+                return Err("Redis attribute replies are not supported".into());
+            }
+            Value::VerbatimString { .. } => {
+                return Err("Redis verbatim string replies are not supported".into());
+            }
+            Value::Push { .. } => return Err("Redis push messages are not supported".into()),
+            // `redis::Value` is non-exhaustive: a reply kind added later is refused too.
+            _ => return Err("unsupported Redis reply".into()),
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    append(&mut out, value)?;
+    Ok(out)
+}
+
+/// Builds the command `execute` sends: the name, then each argument as given.
+pub fn execute_command(command: &str, arguments: Vec<wit::RedisParameter>) -> redis::Cmd {
+    let mut cmd = redis::cmd(command);
+    for argument in arguments {
+        match argument {
+            wit::RedisParameter::Int64(i) => cmd.arg(i),
+            wit::RedisParameter::Binary(bytes) => cmd.arg(bytes),
+        };
+    }
+    cmd
+}
+
+/// Runs `cmd` on the connection within the deadline.
+async fn query<T: redis::FromRedisValue>(
+    mut conn: MultiplexedConnection,
+    cmd: redis::Cmd,
+) -> Result<T, RedisError> {
+    within_deadline(cmd.query_async(&mut conn)).await
+}
+
+fn connection_of<T>(
+    accessor: &Accessor<T, SpinHost>,
+    connection: &Resource<RedisConnection>,
+) -> wasmtime::Result<MultiplexedConnection> {
+    accessor.with(|mut access| Ok(access.get().table.get(connection)?.conn.clone()))
+}
+
+impl wit::Host for &mut InstanceState {}
+
+impl wit::HostConnection for &mut InstanceState {}
+
+impl<T> wit::HostConnectionWithStore<T> for SpinHost {
+    fn drop(
+        mut access: wasmtime::component::Access<'_, T, Self>,
+        connection: Resource<RedisConnection>,
+    ) -> wasmtime::Result<()> {
+        access.get().table.delete(connection)?;
+        Ok(())
+    }
+
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        address: String,
+    ) -> WitResult<Resource<RedisConnection>> {
+        let allowed = accessor.with(|mut access| {
+            access
+                .get()
+                .component
+                .allowed_outbound_hosts
+                .allows_redis(&address)
+        });
+        if !allowed {
+            // Spin answers a destination outside allowed_outbound_hosts this way.
+            tracing::warn!(
+                "spin:redis: connection refused: destination not in allowed_outbound_hosts"
+            );
+            return Ok(Err(wit::Error::InvalidAddress));
+        }
+        let Ok(client) = redis::Client::open(address.as_str()) else {
+            return Ok(Err(wit::Error::InvalidAddress));
+        };
+        let config = connection_config();
+        let conn =
+            match within_deadline(client.get_multiplexed_async_connection_with_config(&config))
+                .await
+            {
+                Ok(conn) => conn,
+                Err(e) => return Ok(Err(other(e))),
+            };
+        accessor.with(|mut access| {
+            Ok(access
+                .get()
+                .table
+                .push(RedisConnection { conn })
+                .map_err(|_| wit::Error::TooManyConnections))
+        })
+    }
+
+    async fn publish(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> WitResult<()> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload);
+        Ok(query::<i64>(conn, cmd).await.map(drop).map_err(other))
+    }
+
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+    ) -> WitResult<Option<Vec<u8>>> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        Ok(query(conn, cmd).await.map_err(other))
+    }
+
+    async fn set(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> WitResult<()> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        Ok(query(conn, cmd).await.map_err(other))
+    }
+
+    async fn incr(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+    ) -> WitResult<i64> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("INCR");
+        cmd.arg(key);
+        Ok(query(conn, cmd).await.map_err(typed))
+    }
+
+    async fn del(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        keys: Vec<String>,
+    ) -> WitResult<u32> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(keys);
+        Ok(query(conn, cmd).await.map_err(other))
+    }
+
+    async fn sadd(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> WitResult<u32> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(values);
+        Ok(query(conn, cmd).await.map_err(typed))
+    }
+
+    async fn smembers(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+    ) -> WitResult<Vec<String>> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        Ok(query(conn, cmd).await.map_err(typed))
+    }
+
+    async fn srem(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> WitResult<u32> {
+        let conn = connection_of(accessor, &connection)?;
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(key).arg(values);
+        Ok(query(conn, cmd).await.map_err(typed))
+    }
+
+    async fn execute(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<RedisConnection>,
+        command: String,
+        arguments: Vec<wit::RedisParameter>,
+    ) -> WitResult<Vec<wit::RedisResult>> {
+        let conn = connection_of(accessor, &connection)?;
+        let cmd = execute_command(&command, arguments);
+        Ok(match query::<Value>(conn, cmd).await {
+            Ok(value) => redis_results(value).map_err(wit::Error::Other),
+            Err(e) => Err(other(e)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RedisServer;
+    use wit::{RedisParameter as P, RedisResult as R};
+
+    // The generated type has no PartialEq; tests compare results by value.
+    impl PartialEq for R {
+        fn eq(&self, other: &Self) -> bool {
+            match (self, other) {
+                (R::Nil, R::Nil) => true,
+                (R::Status(a), R::Status(b)) => a == b,
+                (R::Int64(a), R::Int64(b)) => a == b,
+                (R::Binary(a), R::Binary(b)) => a == b,
+                _ => false,
+            }
+        }
+    }
+
+    #[test]
+    fn reply_mapping_matches_spin() {
+        assert_eq!(redis_results(Value::Nil).unwrap(), [R::Nil]);
+        assert_eq!(
+            redis_results(Value::Okay).unwrap(),
+            [R::Status("OK".into())]
+        );
+        assert_eq!(
+            redis_results(Value::SimpleString("QUEUED".into())).unwrap(),
+            [R::Status("QUEUED".into())]
+        );
+        assert_eq!(redis_results(Value::Int(-3)).unwrap(), [R::Int64(-3)]);
+        assert_eq!(redis_results(Value::Boolean(true)).unwrap(), [R::Int64(1)]);
+        assert_eq!(
+            redis_results(Value::BulkString(vec![0, 255])).unwrap(),
+            [R::Binary(vec![0, 255])]
+        );
+        assert_eq!(
+            redis_results(Value::Double(1.5)).unwrap(),
+            [R::Binary(b"1.5".to_vec())]
+        );
+        // Arrays flatten, nested ones too; an empty array is an empty list.
+        assert_eq!(
+            redis_results(Value::Array(vec![
+                Value::Int(1),
+                Value::Nil,
+                Value::Array(vec![Value::BulkString(b"x".to_vec()), Value::Okay]),
+            ]))
+            .unwrap(),
+            [
+                R::Int64(1),
+                R::Nil,
+                R::Binary(b"x".to_vec()),
+                R::Status("OK".into())
+            ]
+        );
+        assert_eq!(redis_results(Value::Array(Vec::new())).unwrap(), []);
+        assert!(redis_results(Value::Map(vec![(Value::Int(1), Value::Int(2))])).is_err());
+    }
+
+    async fn execute(
+        conn: &MultiplexedConnection,
+        command: &str,
+        args: Vec<P>,
+    ) -> Result<Vec<R>, String> {
+        let value: Value = query(conn.clone(), execute_command(command, args))
+            .await
+            .map_err(|e| e.to_string())?;
+        redis_results(value)
+    }
+
+    fn bin(s: &str) -> P {
+        P::Binary(s.as_bytes().to_vec())
+    }
+
+    /// A versioned compare-and-set plus PEXPIRE in one EVAL, the shape the session
+    /// store uses: returns the new version, or 0 if the expected version is stale.
+    const VERSIONED_SET: &str = r"
+local current = redis.call('HGET', KEYS[1], 'v')
+if (current or '0') ~= ARGV[1] then return 0 end
+local next = tonumber(ARGV[1]) + 1
+redis.call('HSET', KEYS[1], 'v', next, 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return next
+";
+
+    #[tokio::test]
+    async fn execute_passes_commands_through_including_eval() {
+        let server = RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let conn = within_deadline(
+            client.get_multiplexed_async_connection_with_config(&connection_config()),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(
+            execute(
+                &conn,
+                "SET",
+                vec![bin("k"), bin("v"), bin("PX"), P::Int64(60_000)]
+            )
+            .await
+            .unwrap(),
+            [R::Status("OK".into())]
+        );
+        assert_eq!(
+            execute(&conn, "GET", vec![bin("k")]).await.unwrap(),
+            [R::Binary(b"v".to_vec())]
+        );
+        assert_eq!(
+            execute(&conn, "GET", vec![bin("nope")]).await.unwrap(),
+            [R::Nil]
+        );
+        let ttl = execute(&conn, "PTTL", vec![bin("k")]).await.unwrap();
+        assert!(
+            matches!(ttl[..], [R::Int64(ms)] if ms > 0 && ms <= 60_000),
+            "{ttl:?}"
+        );
+        assert_eq!(
+            execute(&conn, "MGET", vec![bin("k"), bin("nope")])
+                .await
+                .unwrap(),
+            [R::Binary(b"v".to_vec()), R::Nil]
+        );
+
+        let eval = |expected: i64, data: &str| {
+            vec![
+                bin(VERSIONED_SET),
+                P::Int64(1),
+                bin("session:s1"),
+                P::Int64(expected),
+                bin(data),
+                P::Int64(30_000),
+            ]
+        };
+        assert_eq!(
+            execute(&conn, "EVAL", eval(0, "a")).await.unwrap(),
+            [R::Int64(1)]
+        );
+        assert_eq!(
+            execute(&conn, "EVAL", eval(1, "b")).await.unwrap(),
+            [R::Int64(2)]
+        );
+        // A stale version is refused and changes nothing.
+        assert_eq!(
+            execute(&conn, "EVAL", eval(1, "c")).await.unwrap(),
+            [R::Int64(0)]
+        );
+        assert_eq!(
+            execute(&conn, "HGET", vec![bin("session:s1"), bin("data")])
+                .await
+                .unwrap(),
+            [R::Binary(b"b".to_vec())]
+        );
+        let ttl = execute(&conn, "PTTL", vec![bin("session:s1")])
+            .await
+            .unwrap();
+        assert!(
+            matches!(ttl[..], [R::Int64(ms)] if ms > 0 && ms <= 30_000),
+            "{ttl:?}"
+        );
+
+        // Script errors and unknown commands are errors, not results.
+        assert!(
+            execute(
+                &conn,
+                "EVAL",
+                vec![bin("return redis.call('NOPE')"), P::Int64(0)]
+            )
+            .await
+            .is_err()
+        );
+        assert!(execute(&conn, "NOTACOMMAND", vec![]).await.is_err());
+
+        // MULTI/EXEC through execute: EXEC's reply array flattens.
+        assert_eq!(
+            execute(&conn, "MULTI", vec![]).await.unwrap(),
+            [R::Status("OK".into())]
+        );
+        assert_eq!(
+            execute(&conn, "INCR", vec![bin("n")]).await.unwrap(),
+            [R::Status("QUEUED".into())]
+        );
+        assert_eq!(execute(&conn, "EXEC", vec![]).await.unwrap(), [R::Int64(1)]);
+    }
+
+    #[tokio::test]
+    async fn commands_fail_promptly_when_redis_hangs() {
+        let server = RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let conn = within_deadline(
+            client.get_multiplexed_async_connection_with_config(&connection_config()),
+        )
+        .await
+        .unwrap();
+        server.pause();
+        let t = std::time::Instant::now();
+        let r = execute(&conn, "GET", vec![bin("k")]).await;
+        let took = t.elapsed();
+        server.resume();
+        assert!(r.is_err());
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "took {took:?}"
+        );
+    }
+}
