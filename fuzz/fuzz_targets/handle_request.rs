@@ -1,6 +1,6 @@
 //! Fuzzes `cart_core::handle`: a request built from the input (method, path, Cookie,
 //! Content-Type, Content-Length, other headers, body) against a `MemoryStore` holding the seed
-//! session (MacBook Pro 2500 + iPhone 15 1200) and a full 50-line cart.
+//! session (MacBook Pro 2500 + iPhone 15 1200) and a full cart (`MAX_LINES` lines).
 //!
 //! Invariants checked on every input:
 //! - `handle` never panics and its future is ready at once (a `MemoryStore` never waits);
@@ -178,13 +178,34 @@ struct Store {
 }
 
 impl SessionStore for Store {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    type Version = SessionRecord;
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
         self.inner.load(id).await
     }
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<SessionRecord>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
         self.writes.set(self.writes.get() + 1);
-        self.ids.borrow_mut().insert(id.clone());
-        self.inner.save(id, record).await
+        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
+        if saved {
+            self.ids.borrow_mut().insert(id.clone());
+        }
+        Ok(saved)
+    }
+    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
+        self.writes.set(self.writes.get() + 1);
+        let deleted = self.inner.delete_if(id, expected).await?;
+        if deleted {
+            self.ids.borrow_mut().remove(id);
+        }
+        Ok(deleted)
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.writes.set(self.writes.get() + 1);
@@ -210,8 +231,8 @@ impl Store {
         for n in 0..cart_core::cart::MAX_LINES {
             full.cart.add(format!("item {n}"), Cents(100), 1).unwrap();
         }
-        ready(store.save(&SessionId::parse(SEED).unwrap(), &seed)).unwrap();
-        ready(store.save(&SessionId::parse(FULL).unwrap(), &full)).unwrap();
+        assert!(ready(store.save_if(&SessionId::parse(SEED).unwrap(), &seed, None, 1800)).unwrap());
+        assert!(ready(store.save_if(&SessionId::parse(FULL).unwrap(), &full, None, 1800)).unwrap());
         store.writes.set(0);
         store
     }
@@ -221,7 +242,7 @@ impl Store {
         assert_eq!(ids.len(), self.inner.len());
         ids.iter()
             .map(|id| {
-                let record = ready(self.inner.load(id)).unwrap().unwrap();
+                let (record, _) = ready(self.inner.load(id)).unwrap().unwrap();
                 (id.as_str().to_owned(), record.to_json())
             })
             .collect()

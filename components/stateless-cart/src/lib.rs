@@ -1,51 +1,245 @@
-//! cartlab's stateless cart: sessions live in Spin key-value (label `default`,
-//! Redis with `runtime-config.toml`), so any instance can serve any request and
-//! a crashed instance loses nothing. The logic is in `cart-core`, the Spin
-//! plumbing in `cart-spin`; this file only chooses where sessions live.
+//! cartlab's stateless cart: sessions live outside the instance, so any instance can serve any
+//! request and a crashed instance loses nothing. The logic is in `cart-core` (including the
+//! compare-and-set retry loop and the expiry rules), the Spin plumbing in `cart-spin`; this
+//! file only provides the two byte stores sessions can live in, chosen by the Spin variable
+//! `session_store`:
+//!
+//! - `key-value` (default): the key-value store labelled `default`, through `wasi:keyvalue`
+//!   (`store` + `atomics` compare-and-swap). Correct on Spin's SQLite backend (the default
+//!   without runtime config) and on cartlab's own host, with Redis or SQLite. NOT correct on
+//!   real Spin 4.1 with `type = "redis"` in `runtime-config.toml`: that backend's CAS is broken
+//!   (every swap reports `CasFailed` even when it committed, because Spin sends `UNWATCH <key>`,
+//!   which Redis rejects; an aborted `EXEC` counts as success; every CAS handle leaks a Redis
+//!   connection). With Redis on real Spin, use `session_store = "redis"`. Key-value has no
+//!   TTL: expired records are never served (checked on every read) and are removed by a
+//!   bounded sweep on ~1% of requests (`list-keys`, then tombstone by CAS and delete).
+//! - `redis`: Redis at `redis_url` through `spin:redis` (needs the address in
+//!   `allowed_outbound_hosts`): reads are one `GET`; writes are one `EVAL` of [`CAS_SCRIPT`],
+//!   which compares the stored value with the one read (or its absence) and `SET`s the new
+//!   record with `PX <remaining lifetime in ms>` atomically: one round trip, a real Redis TTL
+//!   equal to the cookie's `Max-Age`. Works on real Spin 4.1 and on cartlab.
 
-use cart_core::{KeyValue, KvSessionStore, Settings, StoreError};
+use cart_core::{KeyValue, KvSessionStore, Settings, StoreError, StoreMode};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
 use spin_sdk::http::{IntoResponse, Request};
-use spin_sdk::key_value::Store;
+use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 use std::cell::OnceCell;
+use std::time::Duration;
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
-    let sessions = KvSessionStore(SpinKeyValue::default());
+    // On a settings error `serve` answers 500 `invalid_config` before touching any store.
+    let backend = match cart_spin::settings(Settings::stateless).await {
+        Ok(settings) if settings.session_store == StoreMode::Redis => {
+            Backend::Redis(RedisKv::new(settings.redis_url.clone()))
+        }
+        _ => Backend::Wasi(WasiKv::default()),
+    };
+    let sessions = KvSessionStore(backend);
     cart_spin::serve(req, Settings::stateless, &sessions).await
 }
 
-/// Spin key-value store `default`, opened on first use within a request.
-#[derive(Default)]
-struct SpinKeyValue {
-    store: OnceCell<Store>,
+/// The compare-and-set write of the `redis` mode. `KEYS[1]`: the session key; `ARGV[1]`: the
+/// value read (empty: the key must be absent; no record is empty); `ARGV[2]`: the new value;
+/// `ARGV[3]`: its TTL in milliseconds. Returns 1 if written, 0 if the value had changed.
+pub const CAS_SCRIPT: &str = "\
+local current = redis.call('GET', KEYS[1])
+if current == false then current = '' end
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1";
+
+/// One of the two byte stores, for this request.
+enum Backend {
+    Wasi(WasiKv),
+    Redis(RedisKv),
 }
 
-impl SpinKeyValue {
-    async fn store(&self) -> Result<&Store, StoreError> {
-        if let Some(store) = self.store.get() {
-            return Ok(store);
+/// What a conditional write compares against.
+enum Token {
+    /// A `wasi:keyvalue` CAS handle, whose `current` was read.
+    Wasi(atomics::Cas),
+    /// The bytes `GET` returned (`None`: absent).
+    Redis(Option<Vec<u8>>),
+}
+
+fn mismatch() -> StoreError {
+    StoreError("internal: a CAS token from the other store mode".into())
+}
+
+impl KeyValue for Backend {
+    type Cas = Token;
+
+    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Token), StoreError> {
+        match self {
+            Backend::Wasi(kv) => {
+                let (value, cas) = kv.get_cas(key)?;
+                Ok((value, Token::Wasi(cas)))
+            }
+            Backend::Redis(kv) => {
+                let value = kv.conn().await?.get(key).await.map_err(redis_error)?;
+                Ok((value.clone(), Token::Redis(value)))
+            }
         }
-        let opened = Store::open("default").await.map_err(store_error)?;
-        Ok(self.store.get_or_init(|| opened))
     }
-}
 
-fn store_error(e: spin_sdk::key_value::Error) -> StoreError {
-    StoreError(format!("{e:?}"))
-}
+    async fn set_if(
+        &self,
+        key: &str,
+        cas: Option<Token>,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Backend::Wasi(kv) => {
+                let cas = match cas {
+                    Some(Token::Wasi(cas)) => cas,
+                    Some(Token::Redis(_)) => return Err(mismatch()),
+                    None => {
+                        // Create only if absent: a CAS whose `current` saw no value.
+                        let (current, cas) = kv.get_cas(key)?;
+                        if current.is_some() {
+                            return Ok(false);
+                        }
+                        cas
+                    }
+                };
+                match atomics::swap(cas, value) {
+                    Ok(()) => Ok(true),
+                    Err(atomics::CasError::CasFailed(_)) => Ok(false),
+                    Err(atomics::CasError::StoreError(e)) => Err(wasi_error(e)),
+                }
+            }
+            Backend::Redis(kv) => {
+                let expected = match cas {
+                    Some(Token::Redis(bytes)) => bytes.unwrap_or_default(),
+                    Some(Token::Wasi(_)) => return Err(mismatch()),
+                    None => Vec::new(),
+                };
+                let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+                let result = kv
+                    .conn()
+                    .await?
+                    .execute(
+                        "EVAL",
+                        [
+                            RedisParameter::Binary(CAS_SCRIPT.as_bytes().to_vec()),
+                            RedisParameter::Int64(1),
+                            RedisParameter::Binary(key.as_bytes().to_vec()),
+                            RedisParameter::Binary(expected),
+                            RedisParameter::Binary(value.to_vec()),
+                            RedisParameter::Int64(ttl_ms),
+                        ],
+                    )
+                    .await
+                    .map_err(redis_error)?;
+                match result.as_slice() {
+                    [RedisResult::Int64(1)] => Ok(true),
+                    [RedisResult::Int64(0)] => Ok(false),
+                    _ => Err(StoreError(
+                        "unexpected reply to the compare-and-set script".into(),
+                    )),
+                }
+            }
+        }
+    }
 
-impl KeyValue for SpinKeyValue {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store().await?.get(key).await.map_err(store_error)
-    }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let store = self.store().await?;
-        store.set(key, value).await.map_err(store_error)
-    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store().await?.delete(key).await.map_err(store_error)
+        match self {
+            Backend::Wasi(kv) => kv.bucket()?.delete(key).map_err(wasi_error),
+            Backend::Redis(kv) => kv
+                .conn()
+                .await?
+                .del([key])
+                .await
+                .map(|_| ())
+                .map_err(redis_error),
+        }
     }
+
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.store().await?.exists(key).await.map_err(store_error)
+        match self {
+            Backend::Wasi(kv) => kv.bucket()?.exists(key).map_err(wasi_error),
+            Backend::Redis(kv) => {
+                let result = kv
+                    .conn()
+                    .await?
+                    .execute("EXISTS", [RedisParameter::Binary(key.as_bytes().to_vec())])
+                    .await
+                    .map_err(redis_error)?;
+                Ok(matches!(result.as_slice(), [RedisResult::Int64(n)] if *n > 0))
+            }
+        }
     }
+
+    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+        match self {
+            // Spin's `list-keys` takes no cursor (it errors on one) and returns every key.
+            Backend::Wasi(kv) => Ok(Some(kv.bucket()?.list_keys(None).map_err(wasi_error)?.keys)),
+            // Redis expires session keys itself (`PX`): no sweep.
+            Backend::Redis(_) => Ok(None),
+        }
+    }
+
+    async fn pause(&self, millis: u64) {
+        spin_sdk::time::sleep(Duration::from_millis(millis)).await
+    }
+}
+
+/// `wasi:keyvalue` store `default`, opened on first use within a request. (These calls are
+/// synchronous.)
+#[derive(Default)]
+struct WasiKv {
+    bucket: OnceCell<wasi_kv::Bucket>,
+}
+
+impl WasiKv {
+    fn bucket(&self) -> Result<&wasi_kv::Bucket, StoreError> {
+        if let Some(bucket) = self.bucket.get() {
+            return Ok(bucket);
+        }
+        let opened = wasi_kv::open("default").map_err(wasi_error)?;
+        Ok(self.bucket.get_or_init(|| opened))
+    }
+
+    /// A CAS handle on `key` and the value it saw. (`current` must be called: Spin's SQLite
+    /// backend remembers the value to compare against there.)
+    fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, atomics::Cas), StoreError> {
+        let cas = atomics::Cas::new(self.bucket()?, key).map_err(wasi_error)?;
+        let current = cas.current().map_err(wasi_error)?;
+        Ok((current, cas))
+    }
+}
+
+fn wasi_error(e: wasi_kv::Error) -> StoreError {
+    StoreError(format!("key-value: {e:?}"))
+}
+
+/// Redis through `spin:redis`, connected on first use within a request (on real Spin each
+/// `open` is its own TCP connection; reconnecting per request also means service resumes by
+/// itself once Redis is back).
+struct RedisKv {
+    url: String,
+    conn: OnceCell<Connection>,
+}
+
+impl RedisKv {
+    fn new(url: String) -> RedisKv {
+        RedisKv {
+            url,
+            conn: OnceCell::new(),
+        }
+    }
+
+    async fn conn(&self) -> Result<&Connection, StoreError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
+        let opened = Connection::open(&self.url).await.map_err(redis_error)?;
+        Ok(self.conn.get_or_init(|| opened))
+    }
+}
+
+fn redis_error(e: spin_sdk::redis::Error) -> StoreError {
+    StoreError(format!("redis: {e:?}"))
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /` | a small JSON index of these routes |
 //! | `POST /cart/add` | `{"item": "MacBook Pro", "price": 2500, "quantity": 1}` (quantity optional, default 1); creates the session if needed |
-//! | `GET /cart` | the cart; without a valid session an empty cart, `sessionId: null`, and no cookie (no session is created by reading) |
+//! | `GET /cart` | the cart (and slides the session's expiry); without a valid session an empty cart, `sessionId: null`, and no cookie (no session is created by reading) |
 //! | `DELETE /cart/items/{n}` | removes line `n`, counted from 0 in the order of the `cart` array |
 //! | `DELETE /cart` | forgets the session: deletes it from the store and expires the cookie |
 //! | `GET /health` | checks the store for real; 503 `store_unavailable` if it fails |
@@ -94,11 +94,20 @@ pub async fn handle<S: SessionStore>(
         now: now_unix_secs,
     };
     let reply = route(&cx, &req).await.unwrap_or_else(Reply::error);
+    // Housekeeping for stores without native expiry, on a small share of requests that found
+    // the store working; bounded work, and its failure is not this request's.
+    if reply.status < 500 && sweep_due() {
+        let _ = store.sweep(now_unix_secs, &settings.lifetime()).await;
+    }
     let crash = reply.crash;
     Handled {
         response: reply.into_response(instance),
         crash,
     }
+}
+
+fn sweep_due() -> bool {
+    getrandom::u32().is_ok_and(|r| r % SWEEP_ONE_IN == 0)
 }
 
 /// The response for an error raised outside [`handle`] (e.g. a bad Spin variable), with the
@@ -165,22 +174,39 @@ fn local_path<'p>(base_path: &str, path: &'p str) -> &'p str {
 
 // ---- sessions --------------------------------------------------------------------------------
 
-/// The client's live session, if it presented one. The cookie value is format-checked first
-/// (malformed values never reach the store); unknown ids are not adopted; expired records are
-/// deleted and count as absent.
+/// Most read-modify-write attempts per request before answering 409 `conflict`.
+pub const MAX_ATTEMPTS: u32 = 12;
+/// Back-off before retry `n` (1-based) is random in `0..=min(BASE << n, CAP)` ms ("full
+/// jitter"), so colliding requests spread out instead of colliding again.
+const BACKOFF_BASE_MS: u64 = 2;
+const BACKOFF_CAP_MS: u64 = 256;
+/// One request in this many also sweeps some expired sessions (stores without native expiry).
+pub const SWEEP_ONE_IN: u32 = 100;
+
+fn backoff_ms(retry: u32) -> u64 {
+    let ceiling = (BACKOFF_BASE_MS << retry.min(16)).min(BACKOFF_CAP_MS);
+    getrandom::u32().map_or(ceiling, |r| u64::from(r) % (ceiling + 1))
+}
+
+/// The client's live session, if it presented one: the id, the record and the version read.
+/// The cookie value is format-checked first (malformed values never reach the store); unknown
+/// ids are not adopted; an expired record is never served: it is deleted (if unchanged) and
+/// counts as absent.
 async fn find_session<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,
-) -> Result<Option<(SessionId, SessionRecord)>, StoreError> {
+) -> Result<Option<(SessionId, SessionRecord, S::Version)>, StoreError> {
     let Some(id) = presented_session_id(req.headers, &cx.settings.cookie_name) else {
         return Ok(None);
     };
     match cx.store.load(&id).await? {
-        Some(record) if record.is_expired(cx.now, cx.settings.session_ttl_secs) => {
-            cx.store.delete(&id).await?;
+        Some((record, version)) if record.is_expired(cx.now, &cx.settings.lifetime()) => {
+            // If it changed meanwhile, a request that read it before it expired wrote it:
+            // leave that alone; this request still treats the session as gone.
+            cx.store.delete_if(&id, version).await?;
             Ok(None)
         }
-        Some(record) => Ok(Some((id, record))),
+        Some((record, version)) => Ok(Some((id, record, version))),
         None => Ok(None),
     }
 }
@@ -194,17 +220,78 @@ fn new_session_id() -> Result<SessionId, ApiError> {
     })
 }
 
-/// Saves `record` as used now and answers with its cart and a refreshed cookie (sliding expiry).
-async fn save_and_reply<S: SessionStore>(
+/// What a request does to its session.
+enum Change {
+    /// Only uses it (`GET /cart`): slides its expiry.
+    Touch,
+    /// Adds to the cart, creating the session if there is none.
+    Add(String, Cents, u32),
+    /// Removes cart line `n`.
+    Remove(usize),
+}
+
+/// The read-modify-write of one request, lost-update-free: read the session and its version,
+/// apply the change, write conditionally on the version; if another request wrote first, back
+/// off (with jitter) and start again from a fresh read, at most [`MAX_ATTEMPTS`] times, then
+/// 409 `conflict` (nothing written). Every use of a session writes it, so `touched`, the
+/// cookie's `Max-Age` and a native store TTL all slide together and always agree.
+async fn update_session<S: SessionStore>(
     cx: &Context<'_, S>,
-    id: &SessionId,
-    mut record: SessionRecord,
+    req: &Request<'_>,
+    change: Change,
 ) -> Result<Reply, ApiError> {
-    record.touched = cx.now;
-    cx.store.save(id, &record).await?;
-    let mut reply = cart_reply(cx, Some(id), &record.cart);
-    reply.set_cookie = Some(session_cookie(cx.settings, id));
-    Ok(reply)
+    let lifetime = cx.settings.lifetime();
+    // A new session keeps one id across attempts.
+    let mut new_id: Option<SessionId> = None;
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            cx.store.pause(backoff_ms(attempt)).await;
+        }
+        let (id, mut record, expected) = match find_session(cx, req).await? {
+            Some((id, record, version)) => (id, record, Some(version)),
+            None => match &change {
+                Change::Touch => return Ok(cart_reply(cx, None, &Cart::new())),
+                Change::Remove(index) => {
+                    return Err(CartError::NoSuchLine {
+                        index: *index,
+                        lines: 0,
+                    }
+                    .into());
+                }
+                Change::Add(..) => {
+                    let id = match &new_id {
+                        Some(id) => id.clone(),
+                        None => new_session_id()?,
+                    };
+                    new_id = Some(id.clone());
+                    (id, SessionRecord::new(cx.now), None)
+                }
+            },
+        };
+        match &change {
+            Change::Touch => {}
+            Change::Add(item, price, quantity) => {
+                record.cart.add(item.clone(), *price, *quantity)?
+            }
+            Change::Remove(index) => {
+                record.cart.remove_line(*index)?;
+            }
+        }
+        // Never move `touched` back (another instance's clock may be a little ahead).
+        record.touched = record.touched.max(cx.now);
+        let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
+        if cx.store.save_if(&id, &record, expected, remaining).await? {
+            let mut reply = cart_reply(cx, Some(&id), &record.cart);
+            reply.set_cookie = Some(session_cookie(cx.settings, &id, remaining));
+            return Ok(reply);
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "the session kept changing under concurrent requests ({MAX_ATTEMPTS} attempts); nothing was changed, try again"
+        ),
+    ))
 }
 
 // ---- routes ----------------------------------------------------------------------------------
@@ -213,10 +300,7 @@ async fn get_cart<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,
 ) -> Result<Reply, ApiError> {
-    match find_session(cx, req).await? {
-        Some((id, record)) => save_and_reply(cx, &id, record).await,
-        None => Ok(cart_reply(cx, None, &Cart::new())),
-    }
+    update_session(cx, req, Change::Touch).await
 }
 
 async fn add_item<S: SessionStore>(
@@ -225,12 +309,7 @@ async fn add_item<S: SessionStore>(
 ) -> Result<Reply, ApiError> {
     // Validate everything about the request before touching the store.
     let (item, price, quantity) = parse_add_body(req)?;
-    let (id, mut record) = match find_session(cx, req).await? {
-        Some(session) => session,
-        None => (new_session_id()?, SessionRecord::new(cx.now)),
-    };
-    record.cart.add(item, price, quantity)?;
-    save_and_reply(cx, &id, record).await
+    update_session(cx, req, Change::Add(item, price, quantity)).await
 }
 
 async fn remove_line<S: SessionStore>(
@@ -244,11 +323,7 @@ async fn remove_line<S: SessionStore>(
             format!("{n:?} is not a line number; lines are numbered from 0"),
         )
     })?;
-    let Some((id, mut record)) = find_session(cx, req).await? else {
-        return Err(CartError::NoSuchLine { index, lines: 0 }.into());
-    };
-    record.cart.remove_line(index)?;
-    save_and_reply(cx, &id, record).await
+    update_session(cx, req, Change::Remove(index)).await
 }
 
 async fn clear_cart<S: SessionStore>(
@@ -513,7 +588,10 @@ impl Reply {
             body: error.to_json(),
             set_cookie: None,
             allow: error.allow,
-            retry_after: error.code == ErrorCode::StoreUnavailable,
+            retry_after: matches!(
+                error.code,
+                ErrorCode::StoreUnavailable | ErrorCode::Conflict
+            ),
             crash: false,
         }
     }

@@ -4,7 +4,7 @@ use crate::money::{Cents, MAX_PRICE_CENTS};
 use std::fmt;
 
 /// Most lines one cart may hold.
-pub const MAX_LINES: usize = 50;
+pub const MAX_LINES: usize = 100;
 /// Highest quantity of one line (also the cap when adding merges into an existing line).
 pub const MAX_QUANTITY: u32 = 99;
 /// Longest item name, in characters, after trimming.
@@ -185,7 +185,7 @@ impl Cart {
         self.lines.iter().map(|l| u64::from(l.quantity)).sum()
     }
 
-    /// Sum of all line totals, exact (at most 50 * 99 * $1,000,000, far below u64::MAX).
+    /// Sum of all line totals, exact (at most 100 * 99 * $1,000,000, far below u64::MAX).
     pub fn total(&self) -> Cents {
         Cents(self.lines.iter().map(|l| l.line_total().0).sum())
     }

@@ -38,9 +38,10 @@ pub fn presented_session_id(headers: &[(String, String)], name: &str) -> Option<
 }
 
 /// `Set-Cookie` for a live session; sent on every request that uses the session, so the
-/// `Max-Age` slides with activity.
-pub fn session_cookie(settings: &Settings, id: &SessionId) -> String {
-    cookie_line(settings, id.as_str(), settings.session_ttl_secs)
+/// `Max-Age` slides with activity. `max_age_secs` is the session's remaining lifetime
+/// ([`crate::SessionRecord::remaining_secs`]), the same number the store's TTL is set to.
+pub fn session_cookie(settings: &Settings, id: &SessionId, max_age_secs: u64) -> String {
+    cookie_line(settings, id.as_str(), max_age_secs)
 }
 
 /// `Set-Cookie` that makes the browser forget the session cookie.
@@ -111,18 +112,17 @@ mod tests {
         let mut settings = Settings::stateless();
         let id = SessionId::parse(&"A".repeat(43)).unwrap();
         assert_eq!(
-            session_cookie(&settings, &id),
+            session_cookie(&settings, &id, 1800),
             format!(
                 "cartlab_stateless={}; Path=/stateless; Max-Age=1800; HttpOnly; SameSite=Lax",
                 "A".repeat(43)
             )
         );
         settings.secure_cookie = true;
-        settings.session_ttl_secs = 60;
         assert_eq!(
             expired_session_cookie(&settings),
             "cartlab_stateless=; Path=/stateless; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
         );
-        assert!(session_cookie(&settings, &id).contains("; Max-Age=60;"));
+        assert!(session_cookie(&settings, &id, 60).contains("; Max-Age=60;"));
     }
 }

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     NoSuchLine,
     /// 403: `POST /crash` while the `crash_enabled` variable is false.
     CrashDisabled,
+    /// 409 (with `retry-after: 1`): concurrent writes to the same session kept winning and the
+    /// bounded compare-and-set retries ran out; nothing was written, the request may be retried.
+    Conflict,
     /// 503 (with `retry-after: 1`): the session store failed.
     StoreUnavailable,
     /// 500: a Spin variable has a value the component cannot use.
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::QuantityLimit => "quantity_limit",
             ErrorCode::NoSuchLine => "no_such_line",
             ErrorCode::CrashDisabled => "crash_disabled",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InternalError => "internal_error",
@@ -68,7 +72,7 @@ impl ErrorCode {
             ErrorCode::CrashDisabled => 403,
             ErrorCode::NotFound | ErrorCode::NoSuchLine => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::CartFull | ErrorCode::QuantityLimit => 409,
+            ErrorCode::CartFull | ErrorCode::QuantityLimit | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidConfig | ErrorCode::InternalError => 500,

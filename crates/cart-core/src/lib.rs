@@ -3,8 +3,14 @@
 //!
 //! A component adapter builds [`Settings`] from Spin variables, an [`Instance`] from its
 //! statics, a [`Request`] from the HTTP request, and calls [`handle`] with its
-//! [`SessionStore`]: [`KvSessionStore`] over Spin key-value (stateless) or a static
-//! [`MemoryStore`] (stateful, the contrast).
+//! [`SessionStore`]: [`KvSessionStore`] over a compare-and-swap byte store (stateless:
+//! `wasi:keyvalue` or Redis through `spin:redis`) or a static [`MemoryStore`] (stateful, the
+//! contrast).
+//!
+//! Sessions are lost-update-free: every write is conditional on the version read, retried with
+//! jittered back-off up to [`MAX_ATTEMPTS`] times, then answered 409 `conflict`. They expire
+//! after an idle timeout (sliding) and an absolute lifetime, checked on every read; the
+//! cookie's `Max-Age` and the store's TTL are the same remaining lifetime.
 
 pub mod api;
 pub mod cart;
@@ -16,11 +22,14 @@ pub mod settings;
 pub mod store;
 
 pub use api::{
-    CRASH_MESSAGE, Handled, Instance, MAX_BODY_BYTES, Request, Response, error_response, handle,
+    CRASH_MESSAGE, Handled, Instance, MAX_ATTEMPTS, MAX_BODY_BYTES, Request, Response,
+    error_response, handle,
 };
 pub use cart::{Cart, CartError, CartLine};
 pub use error::{ApiError, ErrorCode};
 pub use money::Cents;
-pub use session::{SessionId, SessionRecord};
-pub use settings::{ConfigError, Settings, VARIABLE_NAMES};
-pub use store::{KeyValue, KvSessionStore, MemoryStore, SessionStore, StoreError, session_key};
+pub use session::{Lifetime, SessionId, SessionRecord};
+pub use settings::{ConfigError, Settings, StoreMode, VARIABLE_NAMES};
+pub use store::{
+    KeyValue, KvSessionStore, MemoryStore, SessionStore, StoreError, TOMBSTONE, session_key,
+};

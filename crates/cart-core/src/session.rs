@@ -67,6 +67,15 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// How long sessions live: a sliding idle timeout and an absolute lifetime, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// A session unused for longer than this expires (activity slides it).
+    pub idle_secs: u64,
+    /// A session expires this long after it was created, however active.
+    pub max_age_secs: u64,
+}
+
 /// What a session holds: its cart and when it was created and last used (unix seconds).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -124,9 +133,28 @@ impl SessionRecord {
         }
     }
 
-    /// True once the session has been idle longer than `ttl_secs`.
-    pub fn is_expired(&self, now_unix_secs: u64, ttl_secs: u64) -> bool {
-        self.touched.saturating_add(ttl_secs) < now_unix_secs
+    /// True once the session has been idle longer than `lifetime.idle_secs`, or has reached
+    /// its absolute lifetime (`created + max_age_secs`). Checked on every read: an expired
+    /// session is never served, whatever the store still holds.
+    pub fn is_expired(&self, now_unix_secs: u64, lifetime: &Lifetime) -> bool {
+        let idle_over = self.touched.saturating_add(lifetime.idle_secs) < now_unix_secs;
+        // An overflowing deadline never comes.
+        let too_old = self
+            .created
+            .checked_add(lifetime.max_age_secs)
+            .is_some_and(|deadline| deadline <= now_unix_secs);
+        idle_over || too_old
+    }
+
+    /// Seconds this session has left at `now`: until the sooner of the idle deadline
+    /// (`touched + idle_secs`) and the absolute one (`created + max_age_secs`). Right after a
+    /// touch this is `min(idle_secs, created + max_age_secs - now)`, and it is what the cookie's
+    /// `Max-Age` and a store's native TTL are set to, so the two stay in step. At least 1 for a
+    /// session that is not expired.
+    pub fn remaining_secs(&self, now_unix_secs: u64, lifetime: &Lifetime) -> u64 {
+        let idle_end = self.touched.saturating_add(lifetime.idle_secs);
+        let absolute_end = self.created.saturating_add(lifetime.max_age_secs);
+        idle_end.min(absolute_end).saturating_sub(now_unix_secs)
     }
 
     /// The versioned JSON stored under `cartlab:session:<id>`.
@@ -262,11 +290,38 @@ mod tests {
         ));
     }
 
+    const LIFE: Lifetime = Lifetime {
+        idle_secs: 1_800,
+        max_age_secs: 86_400,
+    };
+
     #[test]
     fn expiry_is_strictly_after_ttl() {
         let record = SessionRecord::new(1_000);
-        assert!(!record.is_expired(1_000 + 1_800, 1_800));
-        assert!(record.is_expired(1_000 + 1_801, 1_800));
-        assert!(!SessionRecord::new(u64::MAX).is_expired(u64::MAX, 1_800));
+        assert!(!record.is_expired(1_000 + 1_800, &LIFE));
+        assert!(record.is_expired(1_000 + 1_801, &LIFE));
+        assert!(!SessionRecord::new(u64::MAX).is_expired(u64::MAX, &LIFE));
+    }
+
+    #[test]
+    fn absolute_lifetime_ends_however_active() {
+        let mut record = SessionRecord::new(1_000);
+        record.touched = 1_000 + 86_399;
+        assert!(!record.is_expired(1_000 + 86_399, &LIFE));
+        assert_eq!(record.remaining_secs(1_000 + 86_399, &LIFE), 1);
+        assert!(record.is_expired(1_000 + 86_400, &LIFE));
+        assert_eq!(record.remaining_secs(1_000 + 86_400, &LIFE), 0);
+    }
+
+    #[test]
+    fn remaining_is_the_sooner_deadline() {
+        let mut record = SessionRecord::new(0);
+        assert_eq!(record.remaining_secs(0, &LIFE), 1_800);
+        record.touched = 85_000;
+        assert_eq!(record.remaining_secs(85_000, &LIFE), 1_400);
+        assert_eq!(record.remaining_secs(85_100, &LIFE), 1_300);
+        record.touched = 10_000;
+        assert_eq!(record.remaining_secs(10_100, &LIFE), 1_700);
+        assert_eq!(record.remaining_secs(20_000, &LIFE), 0);
     }
 }

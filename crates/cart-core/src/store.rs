@@ -1,8 +1,9 @@
-//! Where sessions live: the [`SessionStore`] trait, the in-memory store of the stateful
-//! component, and [`KvSessionStore`], which keeps versioned JSON records in any byte
-//! key-value store (Spin key-value in the stateless component).
+//! Where sessions live: the [`SessionStore`] trait (conditional writes only), the in-memory
+//! store of the stateful component, and [`KvSessionStore`], which keeps versioned JSON records
+//! in any byte key-value store with compare-and-swap (`wasi:keyvalue` or Redis through
+//! `spin:redis` in the stateless component).
 
-use crate::session::{SessionId, SessionRecord};
+use crate::session::{Lifetime, SessionId, SessionRecord};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
@@ -29,14 +30,51 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Session persistence as the request handler needs it.
+/// Session persistence as the request handler needs it: lost-update-free.
+///
+/// Every write is conditional on what was read (compare-and-set): [`SessionStore::load`]
+/// returns a [`SessionStore::Version`] with the record, and [`SessionStore::save_if`] writes only
+/// if the stored session is still that version (or, with `None`, still absent). A `false` from
+/// `save_if` means a concurrent request won; the handler reloads, reapplies its change and tries
+/// again, a bounded number of times.
 #[allow(async_fn_in_trait)]
 pub trait SessionStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError>;
+    /// Proof of the state [`SessionStore::load`] saw; consumed by a conditional write.
+    type Version;
+
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, Self::Version)>, StoreError>;
+
+    /// Writes `record` if the stored session is still `expected` (`None`: if there is none).
+    /// `ttl_secs` is the session's remaining lifetime: a store with native expiry keeps the
+    /// record that long. `Ok(false)`: another write came first; nothing was written.
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<Self::Version>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the session if it is still `expected` (an expired session found on a read).
+    async fn delete_if(&self, id: &SessionId, expected: Self::Version) -> Result<bool, StoreError>;
+
+    /// Deletes the session whatever it holds (`DELETE /cart`: the id's holder ends it).
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+
     /// Health: really touches the store.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Removes some expired sessions, doing a bounded amount of work; returns how many. For
+    /// stores without native expiry. The default does nothing.
+    async fn sweep(&self, _now_unix_secs: u64, _lifetime: &Lifetime) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    /// Waits `millis` before a retry after a conflict. The default does not wait.
+    async fn pause(&self, _millis: u64) {}
 }
 
 /// Sessions in this process's (or wasm instance's) own memory: gone when it is.
@@ -70,14 +108,39 @@ impl MemoryStore {
     }
 }
 
+/// The record itself is the version: a write succeeds if the stored record is unchanged.
 impl SessionStore for MemoryStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.sessions().get(id).cloned())
+    type Version = SessionRecord;
+
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
+        Ok(self.sessions().get(id).map(|r| (r.clone(), r.clone())))
     }
 
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        self.sessions().insert(id.clone(), record.clone());
-        Ok(())
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<SessionRecord>,
+        _ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let mut sessions = self.sessions();
+        if sessions.get(id) != expected.as_ref() {
+            return Ok(false);
+        }
+        sessions.insert(id.clone(), record.clone());
+        Ok(true)
+    }
+
+    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
+        let mut sessions = self.sessions();
+        if sessions.get(id) != Some(&expected) {
+            return Ok(false);
+        }
+        sessions.remove(id);
+        Ok(true)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -90,31 +153,103 @@ impl SessionStore for MemoryStore {
     }
 }
 
-/// A byte key-value store, as Spin's `spin:key-value` offers (get/set/delete/exists).
+/// A byte key-value store with compare-and-swap: what [`KvSessionStore`] needs. The stateless
+/// component implements it twice: over `wasi:keyvalue` (store + atomics CAS) and over
+/// `spin:redis` (`GET` + a compare-and-set Lua `EVAL`).
 #[allow(async_fn_in_trait)]
 pub trait KeyValue {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// What a conditional write compares against (a CAS handle, or the bytes read).
+    type Cas;
+
+    /// The current value of `key` and a token for a write conditional on it.
+    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError>;
+
+    /// Sets `key` to `value` if it still holds what `cas` saw (`None`: if `key` is absent).
+    /// `ttl_ms`: how long the key should live, for stores with native expiry (others ignore
+    /// it). `Ok(false)`: the value had changed; nothing was written.
+    async fn set_if(
+        &self,
+        key: &str,
+        cas: Option<Self::Cas>,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError>;
+
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Every key in the store, for the expiry sweep; `Ok(None)` if the store expires keys
+    /// itself and needs no sweep.
+    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Waits before a retry after a conflict. The default does not wait.
+    async fn pause(&self, _millis: u64) {}
 }
 
-/// Sessions as versioned JSON records under `cartlab:session:<id>` in a [`KeyValue`] store.
+/// Most records one sweep looks at.
+pub const SWEEP_BATCH: usize = 16;
+/// What an expired or forgotten session's key holds until it is deleted: an empty value (no
+/// record is empty). Overwriting a record with it is a compare-and-swap, so a conditional
+/// write racing with the deletion fails instead of being silently deleted afterwards; a key
+/// holding it can then be deleted unconditionally, since no writer ever expects it.
+pub const TOMBSTONE: &[u8] = b"";
+/// How long a tombstone may live in a store with native expiry (it is deleted at once anyway).
+const TOMBSTONE_TTL_MS: u64 = 60_000;
+
+/// Sessions as versioned JSON records under `cartlab:session:<id>` in a [`KeyValue`] store,
+/// every write a compare-and-swap against the bytes read.
 #[derive(Debug, Default)]
 pub struct KvSessionStore<K>(pub K);
 
+impl<K: KeyValue> KvSessionStore<K> {
+    /// Tombstones `key` if it still holds what `cas` saw, then deletes it.
+    async fn bury(&self, key: &str, cas: K::Cas) -> Result<bool, StoreError> {
+        if !self
+            .0
+            .set_if(key, Some(cas), TOMBSTONE, TOMBSTONE_TTL_MS)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.0.delete(key).await?;
+        Ok(true)
+    }
+}
+
 impl<K: KeyValue> SessionStore for KvSessionStore<K> {
-    /// A record that cannot be read (corrupt, or a version this code does not know) counts as
-    /// absent: the client gets a fresh session rather than an error on every request.
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let bytes = self.0.get(&session_key(id)).await?;
-        Ok(bytes.and_then(|b| SessionRecord::from_json(b).ok()))
+    type Version = K::Cas;
+
+    /// A record that cannot be read (corrupt, a tombstone, or a version this code does not
+    /// know) counts as absent: the client gets a fresh session (under a new id) rather than an
+    /// error on every request.
+    async fn load(&self, id: &SessionId) -> Result<Option<(SessionRecord, K::Cas)>, StoreError> {
+        let (bytes, cas) = self.0.get_cas(&session_key(id)).await?;
+        Ok(bytes
+            .and_then(|b| SessionRecord::from_json(b).ok())
+            .map(|record| (record, cas)))
     }
 
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<K::Cas>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = ttl_secs.max(1).saturating_mul(1000);
         self.0
-            .set(&session_key(id), record.to_json().as_bytes())
+            .set_if(
+                &session_key(id),
+                expected,
+                record.to_json().as_bytes(),
+                ttl_ms,
+            )
             .await
+    }
+
+    async fn delete_if(&self, id: &SessionId, expected: K::Cas) -> Result<bool, StoreError> {
+        self.bury(&session_key(id), expected).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -124,6 +259,51 @@ impl<K: KeyValue> SessionStore for KvSessionStore<K> {
     async fn check(&self) -> Result<(), StoreError> {
         self.0.exists(HEALTH_KEY).await.map(|_| ())
     }
+
+    /// Looks at up to [`SWEEP_BATCH`] session keys, from a random starting point among them,
+    /// and deletes those that hold an expired record or a tombstone. Expired records are
+    /// tombstoned by compare-and-swap first, so a session written since it was read survives.
+    async fn sweep(&self, now_unix_secs: u64, lifetime: &Lifetime) -> Result<usize, StoreError> {
+        let Some(keys) = self.0.keys().await? else {
+            return Ok(0);
+        };
+        let keys: Vec<String> = keys
+            .into_iter()
+            .filter(|k| k.starts_with(SESSION_KEY_PREFIX))
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let start = getrandom::u32().map_or(0, |r| r as usize) % keys.len();
+        let mut removed = 0;
+        for key in keys
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(SWEEP_BATCH.min(keys.len()))
+        {
+            let (bytes, cas) = self.0.get_cas(key).await?;
+            match bytes {
+                None => {}
+                Some(b) if b == TOMBSTONE => {
+                    self.0.delete(key).await?;
+                    removed += 1;
+                }
+                Some(b) => {
+                    let expired = SessionRecord::from_json(b)
+                        .is_ok_and(|record| record.is_expired(now_unix_secs, lifetime));
+                    if expired && self.bury(key, cas).await? {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn pause(&self, millis: u64) {
+        self.0.pause(millis).await
+    }
 }
 
 #[cfg(test)]
@@ -132,18 +312,31 @@ mod tests {
     use crate::money::Cents;
     use futures::executor::block_on;
     use std::cell::RefCell;
-    use std::collections::HashMap;
+    use std::collections::{BTreeSet, HashMap};
 
+    /// A map with value-comparing CAS; `keys` is listed (no native expiry).
     #[derive(Default)]
     struct MapKv(RefCell<HashMap<String, Vec<u8>>>);
 
     impl KeyValue for MapKv {
-        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.0.borrow().get(key).cloned())
+        type Cas = Option<Vec<u8>>;
+        async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
+            let value = self.0.borrow().get(key).cloned();
+            Ok((value.clone(), value))
         }
-        async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
-            Ok(())
+        async fn set_if(
+            &self,
+            key: &str,
+            cas: Option<Self::Cas>,
+            value: &[u8],
+            _ttl_ms: u64,
+        ) -> Result<bool, StoreError> {
+            let mut map = self.0.borrow_mut();
+            if map.get(key) != cas.flatten().as_ref() {
+                return Ok(false);
+            }
+            map.insert(key.to_owned(), value.to_vec());
+            Ok(true)
         }
         async fn delete(&self, key: &str) -> Result<(), StoreError> {
             self.0.borrow_mut().remove(key);
@@ -152,7 +345,15 @@ mod tests {
         async fn exists(&self, key: &str) -> Result<bool, StoreError> {
             Ok(self.0.borrow().contains_key(key))
         }
+        async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+            Ok(Some(self.0.borrow().keys().cloned().collect()))
+        }
     }
+
+    const LIFE: Lifetime = Lifetime {
+        idle_secs: 1800,
+        max_age_secs: 86_400,
+    };
 
     #[test]
     fn kv_store_keeps_versioned_json_under_prefixed_key() {
@@ -161,19 +362,20 @@ mod tests {
             let id = SessionId::generate().unwrap();
             let mut record = SessionRecord::new(5);
             record.cart.add("Pen".into(), Cents(150), 2).unwrap();
-            store.save(&id, &record).await.unwrap();
+            assert!(store.save_if(&id, &record, None, 60).await.unwrap());
 
             let key = format!("cartlab:session:{}", id.as_str());
             let raw = store.0.0.borrow().get(&key).cloned().unwrap();
             assert!(raw.starts_with(br#"{"v":1,"#));
-            assert_eq!(store.load(&id).await.unwrap(), Some(record));
+            let (loaded, _) = store.load(&id).await.unwrap().unwrap();
+            assert_eq!(loaded, record);
 
             store
                 .0
                 .0
                 .borrow_mut()
                 .insert(key.clone(), b"garbage".to_vec());
-            assert_eq!(store.load(&id).await.unwrap(), None);
+            assert!(store.load(&id).await.unwrap().is_none());
 
             store.delete(&id).await.unwrap();
             assert!(store.0.0.borrow().is_empty());
@@ -182,14 +384,138 @@ mod tests {
     }
 
     #[test]
+    fn kv_writes_are_conditional_on_the_version_read() {
+        block_on(async {
+            let store = KvSessionStore(MapKv::default());
+            let id = SessionId::generate().unwrap();
+            let first = SessionRecord::new(1);
+            assert!(store.save_if(&id, &first, None, 60).await.unwrap());
+            assert!(
+                !store.save_if(&id, &first, None, 60).await.unwrap(),
+                "create only if absent"
+            );
+            let (_, a) = store.load(&id).await.unwrap().unwrap();
+            let (_, b) = store.load(&id).await.unwrap().unwrap();
+            let mut second = first.clone();
+            second.cart.add("Pen".into(), Cents(1), 1).unwrap();
+            assert!(store.save_if(&id, &second, Some(a), 60).await.unwrap());
+            let mut stale = first.clone();
+            stale.cart.add("Cup".into(), Cents(1), 1).unwrap();
+            assert!(
+                !store.save_if(&id, &stale, Some(b), 60).await.unwrap(),
+                "a write based on a stale read is refused"
+            );
+            assert_eq!(store.load(&id).await.unwrap().unwrap().0, second);
+
+            // delete_if: refused once the record changed, done while unchanged.
+            let (_, old) = store.load(&id).await.unwrap().unwrap();
+            let (_, current) = store.load(&id).await.unwrap().unwrap();
+            let mut third = second.clone();
+            third.touched = 9;
+            assert!(store.save_if(&id, &third, Some(current), 60).await.unwrap());
+            assert!(!store.delete_if(&id, old).await.unwrap());
+            let (_, current) = store.load(&id).await.unwrap().unwrap();
+            assert!(store.delete_if(&id, current).await.unwrap());
+            assert!(store.0.0.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn sweep_removes_expired_records_and_tombstones_only() {
+        block_on(async {
+            let store = KvSessionStore(MapKv::default());
+            let now = 100_000;
+            let mut live = Vec::new();
+            for n in 0..5u64 {
+                let id = SessionId::generate().unwrap();
+                let mut record = SessionRecord::new(now - 1000);
+                record.touched = now - 10 * n;
+                assert!(store.save_if(&id, &record, None, 60).await.unwrap());
+                live.push(id);
+            }
+            for created in [now - 86_400, now - 90_000] {
+                let id = SessionId::generate().unwrap();
+                assert!(
+                    store
+                        .save_if(&id, &SessionRecord::new(created), None, 60)
+                        .await
+                        .unwrap()
+                );
+            }
+            let idle = SessionId::generate().unwrap();
+            let mut record = SessionRecord::new(now - 5000);
+            record.touched = now - 1801;
+            assert!(store.save_if(&idle, &record, None, 60).await.unwrap());
+            store
+                .0
+                .0
+                .borrow_mut()
+                .insert(format!("{SESSION_KEY_PREFIX}tombstone"), TOMBSTONE.to_vec());
+            store
+                .0
+                .0
+                .borrow_mut()
+                .insert("not-a-session".into(), TOMBSTONE.to_vec());
+
+            // 10 keys, 9 with the prefix: one sweep (batch 16) sees them all.
+            assert_eq!(store.sweep(now, &LIFE).await.unwrap(), 4);
+            let keys: BTreeSet<String> = store.0.0.borrow().keys().cloned().collect();
+            let expected: BTreeSet<String> = live
+                .iter()
+                .map(session_key)
+                .chain(["not-a-session".to_owned()])
+                .collect();
+            assert_eq!(keys, expected);
+            assert_eq!(store.sweep(now, &LIFE).await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn sweep_work_is_bounded() {
+        block_on(async {
+            let store = KvSessionStore(MapKv::default());
+            for _ in 0..3 * SWEEP_BATCH {
+                let id = SessionId::generate().unwrap();
+                assert!(
+                    store
+                        .save_if(&id, &SessionRecord::new(0), None, 60)
+                        .await
+                        .unwrap()
+                );
+            }
+            assert_eq!(store.sweep(1_000_000, &LIFE).await.unwrap(), SWEEP_BATCH);
+            assert_eq!(store.0.0.borrow().len(), 2 * SWEEP_BATCH);
+        });
+    }
+
+    #[test]
     fn memory_store_round_trip() {
         block_on(async {
             let store = MemoryStore::new();
             let id = SessionId::generate().unwrap();
-            assert_eq!(store.load(&id).await.unwrap(), None);
-            store.save(&id, &SessionRecord::new(1)).await.unwrap();
+            assert!(store.load(&id).await.unwrap().is_none());
+            assert!(
+                store
+                    .save_if(&id, &SessionRecord::new(1), None, 60)
+                    .await
+                    .unwrap()
+            );
             assert_eq!(store.len(), 1);
-            assert_eq!(store.load(&id).await.unwrap(), Some(SessionRecord::new(1)));
+            let (record, version) = store.load(&id).await.unwrap().unwrap();
+            assert_eq!(record, SessionRecord::new(1));
+            assert!(
+                !store
+                    .save_if(&id, &SessionRecord::new(2), None, 60)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .save_if(&id, &SessionRecord::new(2), Some(version.clone()), 60)
+                    .await
+                    .unwrap()
+            );
+            assert!(!store.delete_if(&id, version).await.unwrap());
             store.delete(&id).await.unwrap();
             assert!(store.is_empty());
         });

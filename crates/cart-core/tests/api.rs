@@ -145,13 +145,27 @@ struct CountingStore {
 }
 
 impl SessionStore for CountingStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    type Version = SessionRecord;
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
         self.loads.set(self.loads.get() + 1);
         self.inner.load(id).await
     }
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<SessionRecord>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
         self.saves.set(self.saves.get() + 1);
-        self.inner.save(id, record).await
+        self.inner.save_if(id, record, expected, ttl_secs).await
+    }
+    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
+        self.deletes.set(self.deletes.get() + 1);
+        self.inner.delete_if(id, expected).await
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.deletes.set(self.deletes.get() + 1);
@@ -166,10 +180,20 @@ impl SessionStore for CountingStore {
 struct DownStore;
 
 impl SessionStore for DownStore {
-    async fn load(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    type Version = ();
+    async fn load(&self, _: &SessionId) -> Result<Option<(SessionRecord, ())>, StoreError> {
         Err(StoreError("connection refused".into()))
     }
-    async fn save(&self, _: &SessionId, _: &SessionRecord) -> Result<(), StoreError> {
+    async fn save_if(
+        &self,
+        _: &SessionId,
+        _: &SessionRecord,
+        _: Option<()>,
+        _: u64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError("connection refused".into()))
+    }
+    async fn delete_if(&self, _: &SessionId, _: ()) -> Result<bool, StoreError> {
         Err(StoreError("connection refused".into()))
     }
     async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
@@ -180,17 +204,30 @@ impl SessionStore for DownStore {
     }
 }
 
-/// A byte key-value store outliving instances, like Redis behind Spin key-value.
+/// A byte key-value store outliving instances, like Redis or SQLite behind Spin; its CAS
+/// compares values, as Spin's SQLite backend and cartlab's Lua script do.
 #[derive(Default)]
 struct SharedKv(RefCell<HashMap<String, Vec<u8>>>);
 
 impl KeyValue for &SharedKv {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.borrow().get(key).cloned())
+    type Cas = Option<Vec<u8>>;
+    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
+        let value = self.0.borrow().get(key).cloned();
+        Ok((value.clone(), value))
     }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.borrow_mut().insert(key.into(), value.into());
-        Ok(())
+    async fn set_if(
+        &self,
+        key: &str,
+        cas: Option<Self::Cas>,
+        value: &[u8],
+        _ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.0.borrow_mut();
+        if map.get(key) != cas.flatten().as_ref() {
+            return Ok(false);
+        }
+        map.insert(key.into(), value.into());
+        Ok(true)
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.0.borrow_mut().remove(key);
@@ -198,6 +235,9 @@ impl KeyValue for &SharedKv {
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.0.borrow().contains_key(key))
+    }
+    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(Some(self.0.borrow().keys().cloned().collect()))
     }
 }
 
@@ -300,7 +340,7 @@ fn set_cookie_has_the_component_name_path_and_lifetime() {
 
     let mut settings = Settings::stateless();
     settings.secure_cookie = true;
-    settings.session_ttl_secs = 60;
+    settings.session_idle_secs = 60;
     let store = MemoryStore::new();
     let line = Client::new(&settings, &store).add("Pen", json!(1));
     assert!(
@@ -394,7 +434,7 @@ fn unknown_well_formed_id_is_never_adopted() {
     let issued = set_cookie_value(&added, "cartlab_stateless").unwrap();
     assert_ne!(issued, planted.as_str());
     assert_eq!(store.loads.get(), 1, "looked the planted id up once");
-    assert_eq!(block_on(store.inner.load(&planted)).unwrap(), None);
+    assert!(block_on(store.inner.load(&planted)).unwrap().is_none());
     let issued = SessionId::parse(&issued).unwrap();
     assert!(block_on(store.inner.load(&issued)).unwrap().is_some());
 }
@@ -871,10 +911,12 @@ fn cart_limits_lines_and_merged_quantities() {
     let settings = Settings::stateless();
     let store = MemoryStore::new();
     let mut client = Client::new(&settings, &store);
-    for n in 0..50 {
+    let max = cart_core::cart::MAX_LINES;
+    assert_eq!(max, 100);
+    for n in 0..max {
         assert_eq!(client.add(&format!("item {n}"), json!(1)).status, 200);
     }
-    let full = client.add("item 50", json!(1));
+    let full = client.add(&format!("item {max}"), json!(1));
     assert_eq!(
         (full.status, error_code(&full).as_str()),
         (409, "cart_full")
@@ -886,7 +928,7 @@ fn cart_limits_lines_and_merged_quantities() {
         Some(json!({"item": "item 0", "price": 1, "quantity": 98})),
     );
     assert_eq!(body(&merged)["cart"][0]["quantity"], 99);
-    assert_eq!(body(&merged)["cart"].as_array().unwrap().len(), 50);
+    assert_eq!(body(&merged)["cart"].as_array().unwrap().len(), max);
     let over = client.add("item 0", json!(1));
     assert_eq!(
         (over.status, error_code(&over).as_str()),
@@ -894,7 +936,7 @@ fn cart_limits_lines_and_merged_quantities() {
     );
     assert_eq!(
         body(&client.cart())["itemCount"],
-        99 + 49,
+        99 + max - 1,
         "failed adds changed nothing"
     );
 }

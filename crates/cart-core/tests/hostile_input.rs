@@ -1,6 +1,6 @@
 //! Hostile input, table-driven: every row is one bad (or tricky) request sent through
 //! `cart_core::handle` to a store that already holds the seed session (MacBook Pro 2500 +
-//! iPhone 15 1200) and a full 50-line cart. Each row states the status and error code it
+//! iPhone 15 1200) and a full cart (`MAX_LINES`, 100 lines). Each row states the status and error code it
 //! expects and what may happen to the store; for every row the store is snapshotted (every
 //! session record, as its stored JSON) before and after.
 //!
@@ -29,7 +29,7 @@ const NOW: u64 = T0 + 60;
 
 /// The seed session's id (a well-formed 32-byte base64url id).
 const SEED: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IHNlZWQgc2VzcyE";
-/// A second stored session whose cart has the maximum 50 lines.
+/// A second stored session whose cart has the maximum `MAX_LINES` (100) lines.
 const FULL: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IGZ1bGwgY2FydCE";
 /// Well-formed, but never stored: a forged id.
 const FORGED: &str = "Y2FydGxhYiBob3N0aWxlOiBhIGZvcmdlZCBpZC4uLi4";
@@ -51,13 +51,34 @@ struct TableStore {
 }
 
 impl SessionStore for TableStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    type Version = SessionRecord;
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
         self.inner.load(id).await
     }
-    async fn save(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<SessionRecord>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
         self.saves.set(self.saves.get() + 1);
-        self.ids.borrow_mut().insert(id.clone());
-        self.inner.save(id, record).await
+        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
+        if saved {
+            self.ids.borrow_mut().insert(id.clone());
+        }
+        Ok(saved)
+    }
+    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
+        self.deletes.set(self.deletes.get() + 1);
+        let deleted = self.inner.delete_if(id, expected).await?;
+        if deleted {
+            self.ids.borrow_mut().remove(id);
+        }
+        Ok(deleted)
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.deletes.set(self.deletes.get() + 1);
@@ -85,8 +106,8 @@ impl TableStore {
             full.cart.add(format!("item {n}"), Cents(100), 1).unwrap();
         }
         block_on(async {
-            store.save(&id(SEED), &seed).await.unwrap();
-            store.save(&id(FULL), &full).await.unwrap();
+            assert!(store.save_if(&id(SEED), &seed, None, 1800).await.unwrap());
+            assert!(store.save_if(&id(FULL), &full, None, 1800).await.unwrap());
         });
         store.saves.set(0);
         store
@@ -99,7 +120,7 @@ impl TableStore {
         assert_eq!(inner_len, ids.len(), "the id list tracks the store");
         ids.iter()
             .map(|id| {
-                let record = block_on(self.inner.load(id)).unwrap().expect("tracked id");
+                let (record, _) = block_on(self.inner.load(id)).unwrap().expect("tracked id");
                 (id.as_str().to_owned(), record.to_json())
             })
             .collect()
@@ -451,7 +472,7 @@ fn rows() -> Vec<Row> {
         )
         .expect(409, "quantity_limit")
         .needs_seed(),
-        Row::add("a 51st line", GOOD)
+        Row::add("a 101st line", GOOD)
             .cookie(format!("cartlab_stateless={FULL}"))
             .expect(409, "cart_full"),
         // ---- wrong content types ----

@@ -92,8 +92,10 @@ pub async fn serve<S: SessionStore>(
     to_http(response, crash)
 }
 
-/// Reads Spin variables into settings; a variable not mapped in spin.toml keeps its default.
-async fn settings(defaults: fn() -> Settings) -> Result<&'static Settings, ApiError> {
+/// Reads Spin variables into settings (once per instance); a variable not mapped in spin.toml
+/// keeps its default. A component that picks its store from the settings calls this first;
+/// [`serve`] answers the same error if it fails.
+pub async fn settings(defaults: fn() -> Settings) -> Result<&'static Settings, ApiError> {
     if let Some(settings) = SETTINGS.get() {
         return Ok(settings);
     }

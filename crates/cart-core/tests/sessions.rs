@@ -1,0 +1,559 @@
+//! The session design under contention and over time: compare-and-set retries, 409 when they
+//! run out, 64 concurrent adds on one session, sliding and absolute expiry, cookie `Max-Age`
+//! equal to the TTL the store is given.
+
+use cart_core::{
+    Handled, Instance, MAX_ATTEMPTS, MemoryStore, Request, SessionId, SessionRecord, SessionStore,
+    Settings, StoreError, handle,
+};
+use futures::executor::block_on;
+use futures::future::join_all;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+const T0: u64 = 1_700_000_000;
+
+/// Yields to the executor once: lets other requests run between a load and a save.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+async fn yield_now() {
+    YieldNow(false).await
+}
+
+/// A [`MemoryStore`] whose every operation yields first, so concurrent requests interleave
+/// between their load and their conditional save; `pause(ms)` yields `ms` times (simulated
+/// time). Optionally refuses the first `fail_first` conditional writes, or all of them; it
+/// records the TTL of each successful write.
+#[derive(Default)]
+struct InterleavingStore {
+    inner: MemoryStore,
+    fail_first: Cell<u32>,
+    always_conflict: bool,
+    attempts: Cell<u32>,
+    written: Cell<u32>,
+    conflicts: Cell<u32>,
+    ttls: RefCell<Vec<u64>>,
+}
+
+impl SessionStore for InterleavingStore {
+    type Version = SessionRecord;
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
+        yield_now().await;
+        self.inner.load(id).await
+    }
+    async fn save_if(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expected: Option<SessionRecord>,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        yield_now().await;
+        self.attempts.set(self.attempts.get() + 1);
+        if self.always_conflict || self.fail_first.get() > 0 {
+            self.fail_first.set(self.fail_first.get().saturating_sub(1));
+            self.conflicts.set(self.conflicts.get() + 1);
+            return Ok(false);
+        }
+        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
+        if saved {
+            self.written.set(self.written.get() + 1);
+            self.ttls.borrow_mut().push(ttl_secs);
+        } else {
+            self.conflicts.set(self.conflicts.get() + 1);
+        }
+        Ok(saved)
+    }
+    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
+        yield_now().await;
+        self.inner.delete_if(id, expected).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn pause(&self, millis: u64) {
+        for _ in 0..millis {
+            yield_now().await;
+        }
+    }
+}
+
+fn instance() -> Instance {
+    Instance {
+        id: "sess0001".into(),
+        requests_served: 1,
+    }
+}
+
+async fn request<S: SessionStore>(
+    settings: &Settings,
+    store: &S,
+    now: u64,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> Handled {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(cookie) = cookie {
+        headers.push(("cookie".to_owned(), cookie.to_owned()));
+    }
+    handle(
+        settings,
+        store,
+        &instance(),
+        now,
+        Request {
+            method,
+            path,
+            headers: &headers,
+            body: body.as_bytes(),
+        },
+    )
+    .await
+}
+
+fn add_body(item: &str) -> String {
+    json!({"item": item, "price": 1}).to_string()
+}
+
+fn body(handled: &Handled) -> Value {
+    serde_json::from_slice(&handled.response.body).unwrap()
+}
+
+/// `name=value` from a response's Set-Cookie, and its Max-Age.
+fn cookie_and_max_age(handled: &Handled) -> (String, u64) {
+    let line = handled.response.header("set-cookie").unwrap();
+    let pair = line.split(';').next().unwrap().to_owned();
+    let max_age = line
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (pair, max_age)
+}
+
+fn start_session(settings: &Settings, store: &InterleavingStore, now: u64) -> String {
+    let first = block_on(request(
+        settings,
+        store,
+        now,
+        "POST",
+        "/stateless/cart/add",
+        None,
+        &add_body("first"),
+    ));
+    assert_eq!(first.response.status, 200);
+    cookie_and_max_age(&first).0
+}
+
+#[test]
+fn sixty_four_concurrent_adds_on_one_session_make_64_lines() {
+    let settings = Settings::stateless();
+    for round in 0..5 {
+        let store = InterleavingStore::default();
+        let cookie = start_session(&settings, &store, T0);
+        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+        let responses = block_on(join_all(bodies.iter().map(|b| {
+            request(
+                &settings,
+                &store,
+                T0,
+                "POST",
+                "/stateless/cart/add",
+                Some(&cookie),
+                b,
+            )
+        })));
+        for r in &responses {
+            assert_eq!(r.response.status, 200, "round {round}: {}", body(r));
+        }
+        assert!(
+            store.conflicts.get() > 0,
+            "round {round}: the requests really interleaved"
+        );
+        let cart = block_on(request(
+            &settings,
+            &store,
+            T0,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ));
+        let lines = body(&cart)["cart"].as_array().unwrap().len();
+        assert_eq!(lines, 65, "round {round}: the first line and 64 adds");
+        assert_eq!(store.inner.len(), 1);
+    }
+}
+
+#[test]
+fn without_the_cas_the_same_interleaving_loses_updates() {
+    // The seed's unconditional save, simulated: a store that ignores `expected`.
+    struct BlindStore(InterleavingStore);
+    impl SessionStore for BlindStore {
+        type Version = SessionRecord;
+        async fn load(
+            &self,
+            id: &SessionId,
+        ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
+            self.0.load(id).await
+        }
+        async fn save_if(
+            &self,
+            id: &SessionId,
+            record: &SessionRecord,
+            _: Option<SessionRecord>,
+            ttl: u64,
+        ) -> Result<bool, StoreError> {
+            yield_now().await;
+            let current = self.0.inner.load(id).await?.map(|(r, _)| r);
+            self.0.inner.save_if(id, record, current, ttl).await
+        }
+        async fn delete_if(&self, id: &SessionId, e: SessionRecord) -> Result<bool, StoreError> {
+            self.0.delete_if(id, e).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+            self.0.delete(id).await
+        }
+        async fn check(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+    let settings = Settings::stateless();
+    let store = BlindStore(InterleavingStore::default());
+    let cookie = start_session(&settings, &store.0, T0);
+    let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+    block_on(join_all(bodies.iter().map(|b| {
+        request(
+            &settings,
+            &store,
+            T0,
+            "POST",
+            "/stateless/cart/add",
+            Some(&cookie),
+            b,
+        )
+    })));
+    let (record, _) = block_on(
+        store
+            .0
+            .inner
+            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(
+        record.cart.lines().len() < 10,
+        "{}",
+        record.cart.lines().len()
+    );
+}
+
+#[test]
+fn conflicts_are_retried_until_a_write_succeeds() {
+    let settings = Settings::stateless();
+    let store = InterleavingStore::default();
+    let cookie = start_session(&settings, &store, T0);
+    store.fail_first.set(MAX_ATTEMPTS - 1);
+    let before = store.attempts.get();
+    let added = block_on(request(
+        &settings,
+        &store,
+        T0,
+        "POST",
+        "/stateless/cart/add",
+        Some(&cookie),
+        &add_body("Pen"),
+    ));
+    assert_eq!(added.response.status, 200);
+    assert_eq!(store.attempts.get() - before, MAX_ATTEMPTS);
+    assert_eq!(body(&added)["cart"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_session_that_always_conflicts_gets_409_and_nothing_changes() {
+    let settings = Settings::stateless();
+    let mut store = InterleavingStore::default();
+    let cookie = start_session(&settings, &store, T0);
+    let before = block_on(
+        store
+            .inner
+            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
+    )
+    .unwrap()
+    .unwrap()
+    .0;
+    store.always_conflict = true;
+    let attempts = store.attempts.get();
+    for (method, path, body_text) in [
+        ("POST", "/stateless/cart/add", add_body("Pen")),
+        ("GET", "/stateless/cart", String::new()),
+        ("DELETE", "/stateless/cart/items/0", String::new()),
+    ] {
+        let r = block_on(request(
+            &settings,
+            &store,
+            T0 + 5,
+            method,
+            path,
+            Some(&cookie),
+            &body_text,
+        ));
+        assert_eq!(r.response.status, 409, "{method} {path}");
+        assert_eq!(body(&r)["error"]["code"], "conflict");
+        assert_eq!(r.response.header("retry-after"), Some("1"));
+        assert_eq!(r.response.header("set-cookie"), None);
+    }
+    assert_eq!(store.attempts.get() - attempts, 3 * MAX_ATTEMPTS);
+    let after = block_on(
+        store
+            .inner
+            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
+    )
+    .unwrap()
+    .unwrap()
+    .0;
+    assert_eq!(after, before);
+    // A new session conflicting forever (impossible in practice) is 409 as well.
+    let r = block_on(request(
+        &settings,
+        &store,
+        T0,
+        "POST",
+        "/stateless/cart/add",
+        None,
+        &add_body("Pen"),
+    ));
+    assert_eq!(r.response.status, 409);
+    store.always_conflict = false;
+}
+
+#[test]
+fn idle_expiry_slides_and_max_age_is_what_the_store_is_given() {
+    let mut settings = Settings::stateless();
+    settings.session_idle_secs = 100;
+    settings.session_max_age_secs = 1000;
+    let store = InterleavingStore::default();
+    let cookie = start_session(&settings, &store, T0);
+    assert_eq!(*store.ttls.borrow(), [100]);
+    let get = |now| {
+        block_on(request(
+            &settings,
+            &store,
+            now,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ))
+    };
+    // Each use slides the idle deadline: Max-Age stays 100, the store TTL too.
+    for now in [T0 + 100, T0 + 200, T0 + 300] {
+        let r = get(now);
+        assert_eq!(body(&r)["cart"].as_array().unwrap().len(), 1, "{now}");
+        assert_eq!(cookie_and_max_age(&r).1, 100);
+        assert_eq!(store.ttls.borrow().last(), Some(&100));
+    }
+    // Idle 101 s: expired, never served, deleted.
+    let r = get(T0 + 401);
+    assert_eq!(body(&r)["sessionId"], Value::Null);
+    assert_eq!(body(&r)["cart"], json!([]));
+    assert!(store.inner.is_empty());
+}
+
+#[test]
+fn absolute_lifetime_caps_the_session_however_active() {
+    let mut settings = Settings::stateless();
+    settings.session_idle_secs = 100;
+    settings.session_max_age_secs = 250;
+    let store = InterleavingStore::default();
+    let cookie = start_session(&settings, &store, T0);
+    let get = |now| {
+        block_on(request(
+            &settings,
+            &store,
+            now,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ))
+    };
+    for (now, max_age) in [(T0 + 90, 100), (T0 + 180, 70), (T0 + 249, 1)] {
+        let r = get(now);
+        assert_eq!(body(&r)["cart"].as_array().unwrap().len(), 1, "{now}");
+        assert_eq!(cookie_and_max_age(&r).1, max_age, "{now}");
+        assert_eq!(store.ttls.borrow().last(), Some(&max_age), "{now}");
+    }
+    let r = get(T0 + 250);
+    assert_eq!(body(&r)["sessionId"], Value::Null);
+    assert!(store.inner.is_empty());
+    // An add with the dead cookie starts a new session under a new id.
+    let added = block_on(request(
+        &settings,
+        &store,
+        T0 + 250,
+        "POST",
+        "/stateless/cart/add",
+        Some(&cookie),
+        &add_body("Pen"),
+    ));
+    let (new_cookie, max_age) = cookie_and_max_age(&added);
+    assert_ne!(new_cookie, cookie);
+    assert_eq!(max_age, 100);
+    assert_eq!(body(&added)["cart"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_expired_record_that_changed_meanwhile_is_not_deleted() {
+    // delete_if refuses when the record is no longer the one read as expired.
+    let store = MemoryStore::new();
+    let id = SessionId::generate().unwrap();
+    assert!(block_on(store.save_if(&id, &SessionRecord::new(1), None, 60)).unwrap());
+    let (_, stale) = block_on(store.load(&id)).unwrap().unwrap();
+    let (_, current) = block_on(store.load(&id)).unwrap().unwrap();
+    let mut touched = SessionRecord::new(1);
+    touched.touched = 50;
+    assert!(block_on(store.save_if(&id, &touched, Some(current), 60)).unwrap());
+    assert!(!block_on(store.delete_if(&id, stale)).unwrap());
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn v1_records_are_read_and_written_as_v1() {
+    let json = r#"{"v":1,"created":100,"touched":150,"cart":[{"item":"Pen","price_cents":100,"quantity":2}]}"#;
+    let record = SessionRecord::from_json(json).unwrap();
+    assert_eq!(record.to_json(), json);
+}
+
+/// A byte store with value-comparing CAS (like Spin's SQLite backend and the Redis Lua script)
+/// that yields inside every operation, and records each write's TTL.
+#[derive(Default)]
+struct InterleavingKv {
+    map: RefCell<std::collections::HashMap<String, Vec<u8>>>,
+    ttls_ms: RefCell<Vec<u64>>,
+}
+
+impl cart_core::KeyValue for InterleavingKv {
+    type Cas = Option<Vec<u8>>;
+    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
+        yield_now().await;
+        let value = self.map.borrow().get(key).cloned();
+        Ok((value.clone(), value))
+    }
+    async fn set_if(
+        &self,
+        key: &str,
+        cas: Option<Self::Cas>,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        yield_now().await;
+        let mut map = self.map.borrow_mut();
+        if map.get(key) != cas.flatten().as_ref() {
+            return Ok(false);
+        }
+        map.insert(key.to_owned(), value.to_vec());
+        self.ttls_ms.borrow_mut().push(ttl_ms);
+        Ok(true)
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.map.borrow().contains_key(key))
+    }
+    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(Some(self.map.borrow().keys().cloned().collect()))
+    }
+    async fn pause(&self, millis: u64) {
+        for _ in 0..millis {
+            yield_now().await;
+        }
+    }
+}
+
+#[test]
+fn kv_store_sixty_four_concurrent_adds_and_ttl_in_ms() {
+    let mut settings = Settings::stateless();
+    settings.session_idle_secs = 600;
+    for round in 0..5 {
+        let store = cart_core::KvSessionStore(InterleavingKv::default());
+        let first = block_on(request(
+            &settings,
+            &store,
+            T0,
+            "POST",
+            "/stateless/cart/add",
+            None,
+            &add_body("first"),
+        ));
+        let (cookie, max_age) = cookie_and_max_age(&first);
+        assert_eq!(max_age, 600);
+        assert_eq!(*store.0.ttls_ms.borrow(), [600_000], "TTL = Max-Age, in ms");
+        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+        let responses = block_on(join_all(bodies.iter().map(|b| {
+            request(
+                &settings,
+                &store,
+                T0,
+                "POST",
+                "/stateless/cart/add",
+                Some(&cookie),
+                b,
+            )
+        })));
+        assert!(responses.iter().all(|r| r.response.status == 200));
+        let cart = block_on(request(
+            &settings,
+            &store,
+            T0 + 1,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ));
+        assert_eq!(
+            body(&cart)["cart"].as_array().unwrap().len(),
+            65,
+            "round {round}"
+        );
+        // Idle too long: not served, and the key is gone (tombstoned by CAS, then deleted).
+        let expired = block_on(request(
+            &settings,
+            &store,
+            T0 + 1 + 601,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ));
+        assert_eq!(body(&expired)["sessionId"], Value::Null);
+        assert!(store.0.map.borrow().is_empty());
+    }
+}
