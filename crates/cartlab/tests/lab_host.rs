@@ -71,6 +71,24 @@ async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash(
             );
         }
     }
+    // Session ids are secrets: neither the host nor the components log them.
+    let secrets: Vec<String> = ["stateless", "stateful"]
+        .iter()
+        .filter_map(|component| shopper.cookie(component))
+        .filter_map(|pair| pair.split_once('=').map(|(_, id)| id.to_string()))
+        .collect();
+    assert_eq!(secrets.len(), 2, "both components set a session cookie");
+    let log = lab.log();
+    assert!(
+        log.iter().any(|line| line.contains("instance recycled")),
+        "lifecycle is logged"
+    );
+    for secret in &secrets {
+        assert!(
+            !log.iter().any(|line| line.contains(secret.as_str())),
+            "a session id appeared in the host's log"
+        );
+    }
     assert!(lab.stop(), "cartlab exits cleanly on SIGTERM");
 }
 
