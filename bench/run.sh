@@ -48,7 +48,9 @@ mkdir -p bench/results
   echo "Machine: $(nproc) cores, $(uname -sr). Host: \`cartlab up\` (release), Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on loopback."
   echo "Command: \`bench/run.sh $duration $connections\`; each row is \`wrk -t2 -c$connections -d$duration --latency ...\`."
   echo "POST add runs without a cookie, so every request starts a session (one write);"
-  echo "GET cart reads one seeded session (stateless: one Redis GET; stateful: instance memory)."
+  echo "GET cart uses one seeded session: stateless (key-value mode on Redis) reads it with a"
+  echo "CAS handle and rewrites it to slide its expiry (a GET and a compare-and-set Lua script);"
+  echo "stateful reads and rewrites instance memory."
   echo
   echo "| component | request | requests/s | p50 | p99 | non-2xx |"
   echo "|---|---|---:|---:|---:|---:|"
