@@ -31,5 +31,6 @@ pub use money::Cents;
 pub use session::{Lifetime, SessionId, SessionRecord};
 pub use settings::{ConfigError, Settings, StoreMode, VARIABLE_NAMES};
 pub use store::{
-    KeyValue, KvSessionStore, MemoryStore, SessionStore, StoreError, TOMBSTONE, session_key,
+    KeyValue, KvSessionStore, MemoryKeyValue, MemoryStore, SessionStore, StoreError, TOMBSTONE,
+    session_key,
 };

@@ -306,49 +306,57 @@ impl<K: KeyValue> SessionStore for KvSessionStore<K> {
     }
 }
 
+/// A byte store in memory whose CAS compares values, as Spin's SQLite backend and cartlab's
+/// Redis script do. Clones share the map, like instances sharing one external store. For
+/// native tests and tools; the components use Spin's stores.
+#[derive(Clone, Default)]
+pub struct MemoryKeyValue(std::rc::Rc<std::cell::RefCell<BTreeMap<String, Vec<u8>>>>);
+
+impl MemoryKeyValue {
+    /// The keys stored now.
+    pub fn keys_now(&self) -> Vec<String> {
+        self.0.borrow().keys().cloned().collect()
+    }
+}
+
+impl KeyValue for MemoryKeyValue {
+    type Cas = Option<Vec<u8>>;
+    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
+        let value = self.0.borrow().get(key).cloned();
+        Ok((value.clone(), value))
+    }
+    async fn set_if(
+        &self,
+        key: &str,
+        cas: Option<Self::Cas>,
+        value: &[u8],
+        _ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.0.borrow_mut();
+        if map.get(key) != cas.flatten().as_ref() {
+            return Ok(false);
+        }
+        map.insert(key.to_owned(), value.to_vec());
+        Ok(true)
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.0.borrow().contains_key(key))
+    }
+    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(Some(self.keys_now()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::money::Cents;
     use futures::executor::block_on;
-    use std::cell::RefCell;
-    use std::collections::{BTreeSet, HashMap};
-
-    /// A map with value-comparing CAS; `keys` is listed (no native expiry).
-    #[derive(Default)]
-    struct MapKv(RefCell<HashMap<String, Vec<u8>>>);
-
-    impl KeyValue for MapKv {
-        type Cas = Option<Vec<u8>>;
-        async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
-            let value = self.0.borrow().get(key).cloned();
-            Ok((value.clone(), value))
-        }
-        async fn set_if(
-            &self,
-            key: &str,
-            cas: Option<Self::Cas>,
-            value: &[u8],
-            _ttl_ms: u64,
-        ) -> Result<bool, StoreError> {
-            let mut map = self.0.borrow_mut();
-            if map.get(key) != cas.flatten().as_ref() {
-                return Ok(false);
-            }
-            map.insert(key.to_owned(), value.to_vec());
-            Ok(true)
-        }
-        async fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.0.borrow_mut().remove(key);
-            Ok(())
-        }
-        async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-            Ok(self.0.borrow().contains_key(key))
-        }
-        async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
-            Ok(Some(self.0.borrow().keys().cloned().collect()))
-        }
-    }
+    use std::collections::BTreeSet;
 
     const LIFE: Lifetime = Lifetime {
         idle_secs: 1800,
@@ -358,7 +366,7 @@ mod tests {
     #[test]
     fn kv_store_keeps_versioned_json_under_prefixed_key() {
         block_on(async {
-            let store = KvSessionStore(MapKv::default());
+            let store = KvSessionStore(MemoryKeyValue::default());
             let id = SessionId::generate().unwrap();
             let mut record = SessionRecord::new(5);
             record.cart.add("Pen".into(), Cents(150), 2).unwrap();
@@ -386,7 +394,7 @@ mod tests {
     #[test]
     fn kv_writes_are_conditional_on_the_version_read() {
         block_on(async {
-            let store = KvSessionStore(MapKv::default());
+            let store = KvSessionStore(MemoryKeyValue::default());
             let id = SessionId::generate().unwrap();
             let first = SessionRecord::new(1);
             assert!(store.save_if(&id, &first, None, 60).await.unwrap());
@@ -423,7 +431,7 @@ mod tests {
     #[test]
     fn sweep_removes_expired_records_and_tombstones_only() {
         block_on(async {
-            let store = KvSessionStore(MapKv::default());
+            let store = KvSessionStore(MemoryKeyValue::default());
             let now = 100_000;
             let mut live = Vec::new();
             for n in 0..5u64 {
@@ -473,7 +481,7 @@ mod tests {
     #[test]
     fn sweep_work_is_bounded() {
         block_on(async {
-            let store = KvSessionStore(MapKv::default());
+            let store = KvSessionStore(MemoryKeyValue::default());
             for _ in 0..3 * SWEEP_BATCH {
                 let id = SessionId::generate().unwrap();
                 assert!(

@@ -1,13 +1,12 @@
 //! The HTTP behaviour of `cart_core::handle`, end to end over in-memory stores.
 
 use cart_core::{
-    Handled, Instance, KeyValue, MemoryStore, Request, Response, SessionId, SessionRecord,
-    SessionStore, Settings, StoreError, handle,
+    Handled, Instance, MemoryStore, Request, Response, SessionId, SessionRecord, SessionStore,
+    Settings, StoreError, handle,
 };
 use futures::executor::block_on;
 use serde_json::{Value, json};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 
 const T0: u64 = 1_700_000_000;
 
@@ -204,43 +203,6 @@ impl SessionStore for DownStore {
     }
 }
 
-/// A byte key-value store outliving instances, like Redis or SQLite behind Spin; its CAS
-/// compares values, as Spin's SQLite backend and cartlab's Lua script do.
-#[derive(Default)]
-struct SharedKv(RefCell<HashMap<String, Vec<u8>>>);
-
-impl KeyValue for &SharedKv {
-    type Cas = Option<Vec<u8>>;
-    async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
-        let value = self.0.borrow().get(key).cloned();
-        Ok((value.clone(), value))
-    }
-    async fn set_if(
-        &self,
-        key: &str,
-        cas: Option<Self::Cas>,
-        value: &[u8],
-        _ttl_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let mut map = self.0.borrow_mut();
-        if map.get(key) != cas.flatten().as_ref() {
-            return Ok(false);
-        }
-        map.insert(key.into(), value.into());
-        Ok(true)
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0.borrow_mut().remove(key);
-        Ok(())
-    }
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.0.borrow().contains_key(key))
-    }
-    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(Some(self.0.borrow().keys().cloned().collect()))
-    }
-}
-
 // ---- the seed journey ------------------------------------------------------------------------
 
 #[test]
@@ -303,15 +265,16 @@ fn cart_is_lost_with_instance_memory_but_survives_in_a_shared_store() {
 
     // Stateless: a new instance opens the same key-value store and finds the cart.
     let settings = Settings::stateless();
-    let kv = SharedKv::default();
-    let before = cart_core::KvSessionStore(&kv);
+    // A key-value store outliving instances, like Redis or SQLite behind Spin.
+    let kv = cart_core::MemoryKeyValue::default();
+    let before = cart_core::KvSessionStore(kv.clone());
     let mut client = Client::new(&settings, &before);
     client.add("MacBook Pro", json!(2500));
     client.add("iPhone 15", json!(1200));
-    let after_crash = cart_core::KvSessionStore(&kv);
+    let after_crash = cart_core::KvSessionStore(kv.clone());
     client.store = &after_crash;
     assert_eq!(body(&client.cart())["total"], 3700);
-    let keys: Vec<String> = kv.0.borrow().keys().cloned().collect();
+    let keys = kv.keys_now();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with("cartlab:session:"));
 }
