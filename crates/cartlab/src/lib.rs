@@ -3,8 +3,11 @@
 
 pub mod bindings;
 pub mod component_build;
+pub mod fleet;
 pub mod instance;
 pub mod kv;
+pub mod lab;
+pub mod lab_api;
 pub mod manifest;
 pub mod outbound;
 pub mod pool;

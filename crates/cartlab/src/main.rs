@@ -1,6 +1,8 @@
 //! `cartlab`: the lab host and tools for the sticky-session lesson.
 
 use anyhow::Context as _;
+use cartlab::fleet::{FleetOptions, Routing};
+use cartlab::lab::LabAccess;
 use cartlab::pool::{ReusePolicy, Sampled, parse_duration};
 use cartlab::up::{UpOptions, load};
 use clap::{Args, Parser, Subcommand};
@@ -41,15 +43,18 @@ struct UpArgs {
     /// Where the embedded stores live (default: `.spin` beside the manifest).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Requests one instance serves before it is recycled (N or A..B).
-    #[arg(long, default_value = "128")]
-    max_instance_reuse_count: Sampled<u64>,
-    /// Requests in flight on one instance; past it another instance starts (N or A..B).
-    #[arg(long, default_value = "16")]
-    max_instance_concurrent_reuse_count: Sampled<u64>,
-    /// An instance idle longer than this is dropped (e.g. 1s, 500ms, or A..B).
-    #[arg(long, default_value = "1s")]
-    idle_instance_timeout: Sampled<Duration>,
+    /// Requests one instance serves before it is recycled (N or A..B) [default: 128;
+    /// with --instances: unlimited].
+    #[arg(long)]
+    max_instance_reuse_count: Option<Sampled<u64>>,
+    /// Requests in flight on one instance; past it another instance starts (N or A..B)
+    /// [default: 16; not with --instances].
+    #[arg(long)]
+    max_instance_concurrent_reuse_count: Option<Sampled<u64>>,
+    /// An instance idle longer than this is dropped (e.g. 1s, 500ms, or A..B) [default: 1s;
+    /// with --instances: never].
+    #[arg(long)]
+    idle_instance_timeout: Option<Sampled<Duration>>,
     /// A request without a response after this long fails with 500.
     #[arg(long, value_parser = parse_duration)]
     request_timeout: Option<Duration>,
@@ -72,6 +77,20 @@ struct UpArgs {
     /// Largest linear memory an instance may have, in bytes.
     #[arg(long)]
     max_instance_memory: Option<usize>,
+    /// Lab only: keep N long-lived instances per component behind a load
+    /// balancer (the seed's N servers) instead of Spin's instances on demand.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    instances: Option<u16>,
+    /// Lab only, with --instances: how the balancer picks an instance.
+    #[arg(long, value_enum, default_value_t = Routing::Sticky, requires = "instances")]
+    routing: Routing,
+    /// Lab only, with --instances: how long a crashed or recycled instance
+    /// stays out of rotation before its replacement may start.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", requires = "instances")]
+    restart_delay: Duration,
+    /// Who may use the /_lab/ admin API (instances, recycling, events).
+    #[arg(long, value_enum, default_value_t = LabAccess::Loopback)]
+    lab_api: LabAccess,
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,17 +125,42 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Spin's defaults, or a fleet's: one long-lived instance per slot unless
+/// the reuse flags say otherwise.
+fn reuse_policy(args: &UpArgs) -> anyhow::Result<ReusePolicy> {
+    let base = if args.instances.is_some() {
+        if args.max_instance_concurrent_reuse_count.is_some() {
+            anyhow::bail!(
+                "--max-instance-concurrent-reuse-count does not apply with --instances: each slot is one instance"
+            );
+        }
+        ReusePolicy::long_lived()
+    } else {
+        ReusePolicy::default()
+    };
+    Ok(ReusePolicy {
+        max_reuse: args.max_instance_reuse_count.unwrap_or(base.max_reuse),
+        max_concurrent: args
+            .max_instance_concurrent_reuse_count
+            .unwrap_or(base.max_concurrent),
+        idle_timeout: args.idle_instance_timeout.or(base.idle_timeout),
+        request_timeout: args.request_timeout,
+    })
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let policy = reuse_policy(&args)?;
     let options = UpOptions {
         from: args.from,
         runtime_config_file: args.runtime_config_file,
         state_dir: args.state_dir,
-        policy: ReusePolicy {
-            max_reuse: args.max_instance_reuse_count,
-            max_concurrent: args.max_instance_concurrent_reuse_count,
-            idle_timeout: args.idle_instance_timeout,
-            request_timeout: args.request_timeout,
-        },
+        policy,
+        fleet: args.instances.map(|instances| FleetOptions {
+            instances: usize::from(instances),
+            routing: args.routing,
+            restart_delay: args.restart_delay,
+        }),
+        lab_access: args.lab_api,
         variables: cartlab::variables::collect_cli_variables(&args.variables)?,
         environment: args.env,
         build: !args.no_build,
@@ -136,7 +180,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         app = %loaded.manifest.name,
         max_instance_reuse_count = %options.policy.max_reuse,
         max_instance_concurrent_reuse_count = %options.policy.max_concurrent,
-        idle_instance_timeout = %options.policy.idle_timeout,
+        idle_instance_timeout = ?options.policy.idle_timeout.map(|timeout| timeout.to_string()),
+        instances = ?options.fleet.map(|fleet| fleet.instances),
+        routing = ?options.fleet.map(|fleet| fleet.routing.to_string()),
+        lab_api = ?options.lab_access,
         "cartlab up ready"
     );
     // The same summary `spin up` prints; tests read the address from it. A
@@ -165,8 +212,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    for pool in loaded.app.pools.values() {
-        pool.state().begin_shutdown();
+    for runtime in loaded.app.components.values() {
+        runtime.context.begin_shutdown();
     }
     tracing::info!("stopped");
     Ok(())

@@ -2,9 +2,14 @@
 //! `ProxyHandler` (the machinery Spin itself uses): an instance serves at most
 //! `max_reuse` requests, at most `max_concurrent` at once (past that another
 //! instance starts, with its own memory), is dropped after `idle_timeout`
-//! without work, and is discarded when it traps.
+//! without work, and is discarded when it traps. The lab host adds two things
+//! Spin lacks: every instance is registered with the [`Lab`] (so it can be
+//! listed and retired on demand), and a pool may be one slot of a fleet
+//! (`--instances N`), in which case its instances live until recycled.
 
+use crate::fleet::SlotState;
 use crate::instance::{ComponentGrants, InstanceState};
+use crate::lab::{InstanceHandle, Lab, ServedBy};
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::pin::Pin;
@@ -20,6 +25,7 @@ use wasmtime_wasi_http::handler::{
     WorkerStatus,
 };
 use wasmtime_wasi_http::p3::WasiHttpView;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// A flag value that is either one value or a range `A..B` (inclusive) from
 /// which each new instance draws its own value, as `spin up` accepts.
@@ -145,7 +151,8 @@ impl<T: fmt::Debug + PartialEq> fmt::Display for Sampled<T> {
 pub struct ReusePolicy {
     pub max_reuse: Sampled<u64>,
     pub max_concurrent: Sampled<u64>,
-    pub idle_timeout: Sampled<Duration>,
+    /// `None`: instances never expire for idleness (fleet slots, by default).
+    pub idle_timeout: Option<Sampled<Duration>>,
     /// `--request-timeout`: a request without a response by then fails and
     /// its instance is retired.
     pub request_timeout: Option<Duration>,
@@ -156,7 +163,20 @@ impl Default for ReusePolicy {
         Self {
             max_reuse: Sampled::fixed(128),
             max_concurrent: Sampled::fixed(16),
-            idle_timeout: Sampled::fixed(Duration::from_secs(1)),
+            idle_timeout: Some(Sampled::fixed(Duration::from_secs(1))),
+            request_timeout: None,
+        }
+    }
+}
+
+impl ReusePolicy {
+    /// What a fleet slot gets unless told otherwise: one long-lived instance
+    /// that serves everything routed to it, like a server process.
+    pub fn long_lived() -> Self {
+        Self {
+            max_reuse: Sampled::fixed(u64::MAX),
+            max_concurrent: Sampled::fixed(u64::MAX),
+            idle_timeout: None,
             request_timeout: None,
         }
     }
@@ -170,6 +190,8 @@ pub enum RecycleReason {
     Trap,
     Timeout,
     Shutdown,
+    /// Retired on request through the lab API (recycle, rolling redeploy).
+    Recycled,
 }
 
 impl fmt::Display for RecycleReason {
@@ -180,6 +202,7 @@ impl fmt::Display for RecycleReason {
             Self::Trap => "trap",
             Self::Timeout => "timeout",
             Self::Shutdown => "shutdown",
+            Self::Recycled => "recycled",
         })
     }
 }
@@ -192,34 +215,64 @@ pub struct ComponentPool {
     pre: ProxyPre<InstanceState>,
     grants: Arc<ComponentGrants>,
     policy: ReusePolicy,
-    next_number: AtomicU64,
+    /// Shared by all pools of a component, so instance numbers stay unique
+    /// across fleet slots.
+    next_number: Arc<AtomicU64>,
     live: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
+    lab: Arc<Lab>,
+    slot: Option<Arc<SlotState>>,
 }
 
-impl ComponentPool {
+/// What the pools of one component share.
+#[derive(Clone)]
+pub struct PoolContext {
+    pub engine: Engine,
+    pub pre: ServicePre<InstanceState>,
+    pub grants: Arc<ComponentGrants>,
+    pub lab: Arc<Lab>,
+    pub next_number: Arc<AtomicU64>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl PoolContext {
     pub fn new(
         engine: Engine,
-        pre: ProxyPre<InstanceState>,
+        pre: ServicePre<InstanceState>,
         grants: Arc<ComponentGrants>,
-        policy: ReusePolicy,
+        lab: Arc<Lab>,
     ) -> Self {
         Self {
-            component: grants.id.clone(),
             engine,
             pre,
             grants,
-            policy,
-            next_number: AtomicU64::new(1),
-            live: Arc::new(AtomicUsize::new(0)),
+            lab,
+            next_number: Arc::new(AtomicU64::new(1)),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Marks the pool as stopping: instances dropped from now on are logged
-    /// as recycled for `shutdown`, not as traps.
+    /// Marks the component as stopping: instances dropped from now on are
+    /// logged as recycled for `shutdown`, not as traps.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
+    }
+}
+
+impl ComponentPool {
+    pub fn new(context: &PoolContext, policy: ReusePolicy, slot: Option<Arc<SlotState>>) -> Self {
+        Self {
+            component: context.grants.id.clone(),
+            engine: context.engine.clone(),
+            pre: ProxyPre::P3(context.pre.clone()),
+            grants: context.grants.clone(),
+            policy,
+            next_number: context.next_number.clone(),
+            live: Arc::new(AtomicUsize::new(0)),
+            shutting_down: context.shutting_down.clone(),
+            lab: context.lab.clone(),
+            slot,
+        }
     }
 
     /// Instances alive right now.
@@ -236,18 +289,42 @@ impl HandlerState for ComponentPool {
     async fn instantiate(
         &self,
     ) -> wasmtime::Result<Instance<InstanceState, Expiry, PooledInstance>> {
+        // A fleet slot holds one instance at a time and none while it restarts.
+        let generation = match &self.slot {
+            Some(slot) => Some(slot.begin_start()?),
+            None => None,
+        };
         let number = self.next_number.fetch_add(1, Ordering::Relaxed);
         let mut store = Store::new(&self.engine, InstanceState::new(self.grants.clone()));
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let proxy = match self.pre.instantiate_async(&mut store).await {
+            Ok(proxy) => proxy,
+            Err(error) => {
+                if let Some(slot) = &self.slot {
+                    slot.finish_start(None);
+                }
+                return Err(error);
+            }
+        };
         let max_reuse = self.policy.max_reuse.sample();
         let max_concurrent = self.policy.max_concurrent.sample();
-        let idle_timeout = self.policy.idle_timeout.sample();
+        let idle_timeout = self.policy.idle_timeout.map(|timeout| timeout.sample());
         self.live.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(InstanceHandle::new(
+            &self.component,
+            number,
+            self.slot.as_ref().map(|slot| slot.index),
+            generation.unwrap_or(number),
+        ));
+        if let Some(slot) = &self.slot {
+            slot.finish_start(Some(handle.clone()));
+        }
+        self.lab.register(handle.clone());
         tracing::info!(
             component = %self.component,
             instance = number,
-            max_reuse,
-            max_concurrent,
+            slot = self.slot.as_ref().map(|slot| slot.index),
+            max_reuse = %Limit(max_reuse),
+            max_concurrent = %Limit(max_concurrent),
             idle_timeout = ?idle_timeout,
             "instance created"
         );
@@ -255,7 +332,7 @@ impl HandlerState for ComponentPool {
             store,
             proxy,
             view: ViewFn::P3(<InstanceState as WasiHttpView>::http),
-            expiration: Expiry::new(idle_timeout, self.policy.request_timeout),
+            expiration: Expiry::new(idle_timeout, self.policy.request_timeout, handle.clone()),
             state: PooledInstance {
                 component: self.component.clone(),
                 number,
@@ -266,8 +343,24 @@ impl HandlerState for ComponentPool {
                 born: Instant::now(),
                 live: self.live.clone(),
                 shutting_down: self.shutting_down.clone(),
+                handle,
+                lab: self.lab.clone(),
+                slot: self.slot.clone(),
             },
         })
+    }
+}
+
+/// A limit in a log line: `unlimited` rather than 18446744073709551615.
+struct Limit(u64);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == u64::MAX {
+            f.write_str("unlimited")
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
@@ -282,15 +375,19 @@ pub struct PooledInstance {
     born: Instant,
     live: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
+    handle: Arc<InstanceHandle>,
+    lab: Arc<Lab>,
+    slot: Option<Arc<SlotState>>,
 }
 
 impl WorkerState for PooledInstance {
     type StoreData = InstanceState;
-    type RequestId = ();
+    type RequestId = ServedBy;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         self.served.store(total, Ordering::Relaxed);
-        if total >= self.max_reuse {
+        if total >= self.max_reuse || self.handle.is_retiring() {
+            self.handle.close();
             ShouldAccept::Never
         } else if concurrent >= self.max_concurrent {
             ShouldAccept::No
@@ -302,9 +399,11 @@ impl WorkerState for PooledInstance {
     fn on_request_start(
         &self,
         _store: StoreContextMut<'_, InstanceState>,
-        _id: (),
+        served_by: ServedBy,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        self.handle.request_started();
+        let _ = served_by.set(self.handle.clone());
         match self.request_timeout {
             Some(timeout) => Box::pin(tokio::time::sleep(timeout)),
             None => Box::pin(std::future::pending()),
@@ -318,10 +417,21 @@ impl WorkerState for PooledInstance {
             _ if self.shutting_down.load(Ordering::Relaxed) => RecycleReason::Shutdown,
             Err(error) if error.to_string().contains("timed out") => RecycleReason::Timeout,
             Err(_) => RecycleReason::Trap,
+            Ok(()) if self.handle.is_retiring() => RecycleReason::Recycled,
             Ok(()) if served >= self.max_reuse => RecycleReason::ReuseLimit,
             Ok(()) => RecycleReason::Idle,
         };
         self.live.fetch_sub(1, Ordering::Relaxed);
+        self.lab.unregister(&self.handle, reason);
+        if let Some(slot) = &self.slot {
+            slot.vacate(&self.handle);
+        }
+        // A crashed server is out of rotation until it has restarted.
+        if reason == RecycleReason::Trap
+            && let Some(slot) = &self.slot
+        {
+            slot.take_down(&self.lab);
+        }
         // A trap's message ends with its cause; the wasm backtrace before it
         // is noise in a lifecycle log.
         let error = result
@@ -348,22 +458,28 @@ impl WorkerState for PooledInstance {
 }
 
 /// Decides, from outside the guest's event loop, when an instance expires:
-/// after `idle_timeout` without work, or when a request outlives the request
-/// timeout.
+/// after `idle_timeout` without work, when a request outlives the request
+/// timeout, or, once retired through the lab API, as soon as it is idle.
 pub struct Expiry {
-    idle_timeout: Duration,
+    idle_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     timer: Pin<Box<tokio::time::Sleep>>,
     armed_for: Option<tokio::time::Instant>,
+    handle: Arc<InstanceHandle>,
 }
 
 impl Expiry {
-    fn new(idle_timeout: Duration, request_timeout: Option<Duration>) -> Self {
+    fn new(
+        idle_timeout: Option<Duration>,
+        request_timeout: Option<Duration>,
+        handle: Arc<InstanceHandle>,
+    ) -> Self {
         Self {
             idle_timeout,
             request_timeout,
-            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed_for: None,
+            handle,
         }
     }
 }
@@ -375,8 +491,12 @@ impl WorkerExpiration for Expiry {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
+        self.handle.register_waker(cx.waker());
+        if status == WorkerStatus::Idle && self.handle.is_retiring() {
+            return Poll::Ready(());
+        }
         let limit = match status {
-            WorkerStatus::Idle => Some(self.idle_timeout),
+            WorkerStatus::Idle => self.idle_timeout,
             WorkerStatus::Requests => self.request_timeout,
             // Work the guest does after answering is not bounded, as in Spin.
             WorkerStatus::PostReturn => None,

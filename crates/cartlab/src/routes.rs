@@ -151,6 +151,16 @@ impl Router {
                     first
                 );
             }
+            if based_route == crate::server::LAB_PREFIX
+                || based_route.starts_with(&format!("{}/", crate::server::LAB_PREFIX))
+            {
+                bail!(
+                    "route {:?} (component `{}`): {}/ is reserved for the lab host's admin API",
+                    r.route,
+                    r.component,
+                    crate::server::LAB_PREFIX
+                );
+            }
             if based_route.starts_with(WELL_KNOWN_PREFIX) {
                 tracing::warn!(
                     route = %r.route,

@@ -1,8 +1,11 @@
 //! The HTTP front of the lab host: accepts connections on loopback, routes each
 //! request by spin.toml's routes, adds the headers Spin adds, and hands it to
-//! the component's instance pool.
+//! the component's instances (Spin's on-demand pool, or a fleet behind a
+//! balancer). `/_lab/` is the lab host's own and never reaches a component.
 
-use crate::pool::ComponentPool;
+use crate::fleet::{Fleet, NoLiveInstance};
+use crate::lab::{Lab, LabEvent, ServedBy, epoch_ms};
+use crate::pool::{ComponentPool, PoolContext};
 use crate::routes::{RouteMatch, Router};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -15,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::handler::{
     ErrorCode as HandlerErrorCode, ExpirationError, InstantiationError, ProxyHandler,
@@ -24,11 +27,29 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
-/// Everything a request needs: the routes and one pool per component.
+/// Everything a request needs: the routes, each component's instances, and
+/// the lab's registry.
 pub struct App {
     pub router: Router,
-    pub pools: BTreeMap<String, ProxyHandler<ComponentPool>>,
+    pub components: BTreeMap<String, ComponentRuntime>,
+    pub lab: Arc<Lab>,
 }
+
+/// How one component's requests find an instance.
+pub struct ComponentRuntime {
+    pub context: PoolContext,
+    pub instances: Instances,
+}
+
+pub enum Instances {
+    /// Spin's way: any free instance, new ones on demand.
+    Spin(ProxyHandler<ComponentPool>),
+    /// `--instances N`: long-lived instances behind a balancer.
+    Fleet(Fleet),
+}
+
+/// The lab API's URL prefix; no app route may take it.
+pub const LAB_PREFIX: &str = "/_lab";
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (for at most `grace`).
@@ -74,6 +95,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Event streams never end by themselves; end them so shutdown is prompt.
+    app.lab.close();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
@@ -102,6 +125,12 @@ async fn handle(
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return response;
     }
+    if path
+        .strip_prefix(LAB_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
+        return crate::lab_api::handle(app, request, client).await;
+    }
     let Some(matched) = app.router.route(&path) else {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -109,7 +138,7 @@ async fn handle(
             &format!("no route in spin.toml matches {path}"),
         );
     };
-    let Some(pool) = app.pools.get(&matched.component) else {
+    let Some(runtime) = app.components.get(&matched.component) else {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no_component",
@@ -118,19 +147,57 @@ async fn handle(
     };
     let request = for_component(request, &matched, local, client);
     let method = request.method().clone();
-    match pool.handle((), request).await {
-        Ok(response) => response.map(|body| {
+    let served_by = ServedBy::default();
+    let started = Instant::now();
+    let result = match &runtime.instances {
+        Instances::Spin(pool) => Some(pool.handle(served_by.clone(), request).await),
+        Instances::Fleet(fleet) => match fleet.balancer.choose(request.headers()) {
+            Some(choice) => match fleet.handle(choice, served_by.clone(), request).await {
+                Ok((choice, response)) => {
+                    if choice.failed_over {
+                        tracing::info!(component = %matched.component, slot = choice.slot, "sticky session failed over to a live instance");
+                    }
+                    Some(Ok(response))
+                }
+                Err(error) if error.is::<NoLiveInstance>() => None,
+                Err(error) => Some(Err(error)),
+            },
+            None => None,
+        },
+    };
+    let instance = served_by.get().cloned();
+    let server_id = result
+        .as_ref()
+        .and_then(|result| result.as_ref().ok())
+        .and_then(|response| response.headers().get("x-cartlab-instance"))
+        .and_then(|value| value.to_str().ok());
+    if let Some(instance) = &instance {
+        instance.request_finished(server_id);
+    }
+    let response = match result {
+        None => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_live_instance",
+                "every instance of this component is restarting; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Some(Ok(response)) => response.map(|body| {
             body.map_err(|error| std::io::Error::other(format!("{error:#}")))
                 .boxed_unsync()
         }),
-        Err(error) => {
+        Some(Err(error)) => {
             let (status, code, message) = if error.is::<ExpirationError>() {
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "request_timeout",
                     "the component did not answer within --request-timeout",
                 )
-            } else if error.is::<InstantiationError<()>>() {
+            } else if error.is::<InstantiationError<ServedBy>>() {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "instantiation_failed",
@@ -147,7 +214,22 @@ async fn handle(
             tracing::warn!(component = %matched.component, %method, %path, error = %format!("{error:#}"), "request failed");
             error_response(status, code, message)
         }
-    }
+    };
+    app.lab.publish(LabEvent::Request {
+        component: matched.component.clone(),
+        id: instance.as_ref().map(|instance| instance.id()),
+        number: instance.as_ref().map(|instance| instance.number),
+        slot: instance.as_ref().and_then(|instance| instance.slot),
+        method: method.to_string(),
+        path,
+        status: response.status().as_u16(),
+        ms: started.elapsed().as_secs_f64() * 1000.0,
+        server_id: instance
+            .as_ref()
+            .and_then(|instance| instance.server_id().map(str::to_string)),
+        at: epoch_ms(),
+    });
+    response
 }
 
 /// Rewrites an incoming request the way Spin presents it to a component: an

@@ -2,13 +2,15 @@
 //! components, compile and pre-instantiate them, then serve — the lab host's
 //! equivalent of `spin up`.
 
+use crate::fleet::{Fleet, FleetOptions};
 use crate::instance::{ComponentGrants, InstanceState};
+use crate::lab::{Lab, LabAccess};
 use crate::manifest::AppManifest;
 use crate::outbound::AllowedHosts;
-use crate::pool::{ComponentPool, ReusePolicy};
+use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
 use crate::routes::Router;
 use crate::runtime_config::{RuntimeConfig, StoreConfig};
-use crate::server::App;
+use crate::server::{App, ComponentRuntime, Instances};
 use crate::variables::Variables;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
+use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// What `cartlab up` needs to know, mirroring `spin up`'s flags.
@@ -26,6 +28,10 @@ pub struct UpOptions {
     pub runtime_config_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub policy: ReusePolicy,
+    /// `--instances N`: long-lived instances behind a balancer instead of
+    /// Spin's instances on demand.
+    pub fleet: Option<FleetOptions>,
+    pub lab_access: LabAccess,
     pub variables: BTreeMap<String, String>,
     pub environment: Vec<(String, String)>,
     pub build: bool,
@@ -106,7 +112,8 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
     let linker = linker(&engine)?;
     let stores = open_stores(&manifest, &runtime_config).await?;
 
-    let mut pools = BTreeMap::new();
+    let lab = Arc::new(Lab::new(options.lab_access));
+    let mut components = BTreeMap::new();
     for (id, decl) in &manifest.components {
         let allowed_outbound_hosts =
             AllowedHosts::parse(&decl.allowed_outbound_hosts, variables.app_values())
@@ -162,18 +169,25 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
                 .collect(),
             allowed_outbound_hosts,
         });
-        let pool = ComponentPool::new(
-            engine.clone(),
-            ProxyPre::P3(pre),
-            grants,
-            options.policy.clone(),
-        );
-        pools.insert(id.clone(), ProxyHandler::new(pool));
+        let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());
+        let instances = match options.fleet {
+            Some(fleet) => Instances::Fleet(Fleet::new(&context, &options.policy, fleet)),
+            None => Instances::Spin(ProxyHandler::new(ComponentPool::new(
+                &context,
+                options.policy.clone(),
+                None,
+            ))),
+        };
+        components.insert(id.clone(), ComponentRuntime { context, instances });
     }
     let store_configs = runtime_config.key_value.clone();
     Ok(LoadedApp {
         manifest,
-        app: Arc::new(App { router, pools }),
+        app: Arc::new(App {
+            router,
+            components,
+            lab,
+        }),
         stores: store_configs,
     })
 }

@@ -3,29 +3,9 @@
 
 mod common;
 
-use common::{Lab, RedisServer, Shopper, redis_runtime_config, start_up_error};
+use common::{IPHONE, Lab, MACBOOK, RedisServer, Shopper, seed_cart, start_up_error, with_redis};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-const MACBOOK: (&str, u64) = ("MacBook Pro", 2500);
-const IPHONE: (&str, u64) = ("iPhone 15", 1200);
-
-async fn seed_cart(shopper: &Shopper, component: &str) {
-    shopper.add(component, MACBOOK.0, MACBOOK.1).await;
-    shopper.add(component, IPHONE.0, IPHONE.1).await;
-}
-
-fn with_redis(redis: &RedisServer, dir: &std::path::Path, extra: &[&str]) -> Lab {
-    let config = redis_runtime_config(dir, &redis.url());
-    let mut args = vec![
-        "--runtime-config-file",
-        config.to_str().expect("utf-8 path"),
-        "--state-dir",
-        dir.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    Lab::start(&args)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash() {

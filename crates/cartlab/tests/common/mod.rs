@@ -294,3 +294,25 @@ pub fn redis_runtime_config(dir: &Path, redis_url: &str) -> PathBuf {
     .expect("write runtime config");
     path
 }
+
+pub const MACBOOK: (&str, u64) = ("MacBook Pro", 2500);
+pub const IPHONE: (&str, u64) = ("iPhone 15", 1200);
+
+/// The seed journey's two adds.
+pub async fn seed_cart(shopper: &Shopper, component: &str) {
+    shopper.add(component, MACBOOK.0, MACBOOK.1).await;
+    shopper.add(component, IPHONE.0, IPHONE.1).await;
+}
+
+/// `cartlab up` with `default` in the given Redis and its state in `dir`.
+pub fn with_redis(redis: &RedisServer, dir: &Path, extra: &[&str]) -> Lab {
+    let config = redis_runtime_config(dir, &redis.url());
+    let mut args = vec![
+        "--runtime-config-file",
+        config.to_str().expect("utf-8 path"),
+        "--state-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    Lab::start(&args)
+}

@@ -1,0 +1,525 @@
+//! Fleets: `cartlab up --instances N` keeps N long-lived instances per
+//! component behind a load balancer, the seed lesson's N servers. Spin has no
+//! such thing (it routes every request to whichever instance is free); the
+//! lab host adds it so that sticky routing can be tried and broken.
+//!
+//! Each slot is its own [`ComponentPool`] holding at most one instance at a
+//! time. An instance that crashes (or is recycled through the lab API) takes
+//! its slot out of rotation for `--restart-delay`, like a server restarting;
+//! the balancer sends that slot's traffic elsewhere meanwhile.
+
+use crate::lab::{InstanceHandle, Lab, LabEvent, ServedBy, epoch_ms};
+use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
+use cookie::Cookie;
+use http::HeaderMap;
+use http::header::{COOKIE, SET_COOKIE};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::handler::{InstantiationError, ProxyHandler};
+
+/// How the balancer in front of a fleet picks a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Session affinity: a session stays on the slot that created it; if that
+    /// slot is down, it fails over to a live one and stays there.
+    Sticky,
+    /// Each request to the next live slot in turn.
+    RoundRobin,
+    /// Each request to the live slot with the fewest requests in flight.
+    LeastLoaded,
+}
+
+impl fmt::Display for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sticky => "sticky",
+            Self::RoundRobin => "round-robin",
+            Self::LeastLoaded => "least-loaded",
+        })
+    }
+}
+
+/// `--instances`, `--routing`, `--restart-delay`.
+#[derive(Clone, Copy, Debug)]
+pub struct FleetOptions {
+    pub instances: usize,
+    pub routing: Routing,
+    pub restart_delay: Duration,
+}
+
+/// Affinity entries kept at most; past it the table starts afresh (sessions
+/// then land by round-robin again, as after a balancer restart).
+const MAX_AFFINITIES: usize = 100_000;
+
+/// One slot's life, shared by its pool (which starts at most one instance in
+/// it at a time, and takes it down on a crash) and the balancer (which routes
+/// around it).
+pub struct SlotState {
+    pub component: String,
+    pub index: usize,
+    restart_delay: Duration,
+    generation: AtomicU64,
+    life: Mutex<SlotLife>,
+    in_flight: AtomicUsize,
+}
+
+#[derive(Default)]
+struct SlotLife {
+    down_until: Option<Instant>,
+    /// The instance serving in this slot, or `starting` while one is made.
+    occupant: Option<Arc<InstanceHandle>>,
+    starting: bool,
+}
+
+/// Why a slot's pool would not start an instance; the fleet then routes the
+/// request again (`Down`) or waits for the slot's instance to take it (`Busy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotUnavailable {
+    Down,
+    Busy,
+}
+
+impl fmt::Display for SlotUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Down => "the slot is restarting",
+            Self::Busy => "the slot already has an instance",
+        })
+    }
+}
+
+impl std::error::Error for SlotUnavailable {}
+
+impl SlotState {
+    fn new(component: &str, index: usize, restart_delay: Duration) -> Self {
+        Self {
+            component: component.to_string(),
+            index,
+            restart_delay,
+            generation: AtomicU64::new(0),
+            life: Mutex::new(SlotLife::default()),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn life(&self) -> MutexGuard<'_, SlotLife> {
+        self.life
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.life()
+            .down_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Reserves the slot for a new instance: one server per slot. wasmtime's
+    /// pool would start a second instance whenever the first is momentarily
+    /// unavailable (or has just crashed); a fleet slot refuses instead.
+    pub(crate) fn begin_start(&self) -> Result<u64, SlotUnavailable> {
+        let mut life = self.life();
+        if life.down_until.is_some_and(|until| Instant::now() < until) {
+            return Err(SlotUnavailable::Down);
+        }
+        let occupied = life
+            .occupant
+            .as_ref()
+            .is_some_and(|occupant| !occupant.is_closed());
+        if life.starting || occupied {
+            return Err(SlotUnavailable::Busy);
+        }
+        life.starting = true;
+        Ok(self.generation.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Ends `begin_start`: the new instance (or none, if it failed) occupies the slot.
+    pub(crate) fn finish_start(&self, occupant: Option<Arc<InstanceHandle>>) {
+        let mut life = self.life();
+        life.starting = false;
+        if occupant.is_some() {
+            life.occupant = occupant;
+        }
+    }
+
+    pub(crate) fn vacate(&self, handle: &InstanceHandle) {
+        let mut life = self.life();
+        if life
+            .occupant
+            .as_ref()
+            .is_some_and(|occupant| occupant.number == handle.number)
+        {
+            life.occupant = None;
+        }
+    }
+
+    /// Out of rotation for the restart delay; the lab hears when it is back.
+    pub fn take_down(self: &Arc<Self>, lab: &Arc<Lab>) {
+        self.life().down_until = Some(Instant::now() + self.restart_delay);
+        lab.publish(LabEvent::Slot {
+            component: self.component.clone(),
+            slot: self.index,
+            state: "down",
+            at: epoch_ms(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (slot, lab) = (self.clone(), lab.clone());
+            runtime.spawn(async move {
+                tokio::time::sleep(slot.restart_delay).await;
+                if !slot.is_down() {
+                    lab.publish(LabEvent::Slot {
+                        component: slot.component.clone(),
+                        slot: slot.index,
+                        state: "up",
+                        at: epoch_ms(),
+                    });
+                }
+            });
+        }
+    }
+
+    /// Waits until the slot is back in rotation.
+    pub async fn wait_up(&self) {
+        loop {
+            let remaining = self
+                .life()
+                .down_until
+                .map(|until| until.saturating_duration_since(Instant::now()));
+            match remaining {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The load balancer in front of a fleet: pure routing over slot states.
+pub struct Balancer {
+    pub routing: Routing,
+    pub slots: Vec<Arc<SlotState>>,
+    next: AtomicUsize,
+    /// `name=value` of a session cookie -> the slot it sticks to.
+    affinity: Mutex<HashMap<String, usize>>,
+}
+
+/// Where the balancer sent a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub slot: usize,
+    /// The session was pinned to a slot that is down.
+    pub failed_over: bool,
+}
+
+impl Balancer {
+    pub fn new(routing: Routing, slots: Vec<Arc<SlotState>>) -> Self {
+        Self {
+            routing,
+            slots,
+            next: AtomicUsize::new(0),
+            affinity: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn affinity(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.affinity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Picks a live slot for a request with these headers; `None` when every
+    /// slot is down.
+    pub fn choose(&self, headers: &HeaderMap) -> Option<Choice> {
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&index| !self.slots[index].is_down())
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let slot = match self.routing {
+            Routing::RoundRobin => self.round_robin(&live),
+            Routing::LeastLoaded => self.least_loaded(&live),
+            Routing::Sticky => {
+                let pinned = session_cookies(headers)
+                    .find_map(|key| Some((key.clone(), *self.affinity().get(&key)?)));
+                match pinned {
+                    Some((_, slot)) if live.contains(&slot) => slot,
+                    // The pinned server is down: send the session to a live
+                    // one and keep it there (the seed's balancer had no failover).
+                    Some((key, _)) => {
+                        let slot = self.least_loaded(&live);
+                        self.pin(key, slot);
+                        return Some(Choice {
+                            slot,
+                            failed_over: true,
+                        });
+                    }
+                    // A new session: spread by round-robin, pin on the answer.
+                    None => self.round_robin(&live),
+                }
+            }
+        };
+        Some(Choice {
+            slot,
+            failed_over: false,
+        })
+    }
+
+    /// Sticky routing learns sessions from the cookies a slot sets, so a
+    /// session stays on the instance that created it.
+    pub fn learn(&self, slot: usize, response_headers: &HeaderMap) {
+        if self.routing != Routing::Sticky {
+            return;
+        }
+        for value in response_headers.get_all(SET_COOKIE) {
+            let Some(cookie) = value
+                .to_str()
+                .ok()
+                .and_then(|text| Cookie::parse(text).ok())
+            else {
+                continue;
+            };
+            let key = format!("{}={}", cookie.name(), cookie.value());
+            // An expired cookie ends the session: forget it.
+            if cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty() {
+                self.affinity().remove(&key);
+            } else {
+                self.pin(key, slot);
+            }
+        }
+    }
+
+    fn pin(&self, key: String, slot: usize) {
+        let mut affinity = self.affinity();
+        if affinity.len() >= MAX_AFFINITIES && !affinity.contains_key(&key) {
+            affinity.clear();
+        }
+        affinity.insert(key, slot);
+    }
+
+    fn round_robin(&self, live: &[usize]) -> usize {
+        live[self.next.fetch_add(1, Ordering::Relaxed) % live.len()]
+    }
+
+    fn least_loaded(&self, live: &[usize]) -> usize {
+        // Ties rotate, so that sequential traffic still spreads.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..live.len())
+            .map(|offset| live[(start + offset) % live.len()])
+            .min_by_key(|&index| self.slots[index].in_flight())
+            .unwrap_or(live[0])
+    }
+}
+
+/// A component's fleet: one pool per slot, and the balancer in front.
+pub struct Fleet {
+    pub balancer: Balancer,
+    pub pools: Vec<ProxyHandler<ComponentPool>>,
+}
+
+impl Fleet {
+    pub fn new(context: &PoolContext, policy: &ReusePolicy, options: FleetOptions) -> Self {
+        let slots: Vec<Arc<SlotState>> = (0..options.instances)
+            .map(|index| {
+                Arc::new(SlotState::new(
+                    &context.grants.id,
+                    index,
+                    options.restart_delay,
+                ))
+            })
+            .collect();
+        let pools = slots
+            .iter()
+            .map(|slot| {
+                ProxyHandler::new(ComponentPool::new(
+                    context,
+                    policy.clone(),
+                    Some(slot.clone()),
+                ))
+            })
+            .collect();
+        Self {
+            balancer: Balancer::new(options.routing, slots),
+            pools,
+        }
+    }
+
+    /// Sends a request to the slot chosen for it, counting it in flight there.
+    /// If the slot turns out to be restarting (it crashed a moment ago), the
+    /// balancer routes the request again, as a balancer retries a refused
+    /// connection; if the slot's instance is momentarily busy, the request
+    /// waits for it rather than starting a second instance in the slot.
+    pub async fn handle(
+        &self,
+        mut choice: Choice,
+        served_by: ServedBy,
+        mut request: wasmtime_wasi_http::handler::Request,
+    ) -> wasmtime::Result<(Choice, wasmtime_wasi_http::handler::Response)> {
+        let give_up = Instant::now() + BUSY_WAIT_LIMIT;
+        loop {
+            let slot = &self.balancer.slots[choice.slot];
+            slot.in_flight.fetch_add(1, Ordering::Relaxed);
+            let result = self.pools[choice.slot]
+                .handle(served_by.clone(), request)
+                .await;
+            slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let error = match result {
+                Ok(response) => {
+                    self.balancer.learn(choice.slot, response.headers());
+                    return Ok((choice, response));
+                }
+                Err(error) => error,
+            };
+            let refused = match error.downcast::<InstantiationError<ServedBy>>() {
+                Ok(refused) => refused,
+                Err(error) => return Err(error),
+            };
+            let Some(&why) = refused.error.downcast_ref::<SlotUnavailable>() else {
+                return Err(refused.into());
+            };
+            request = refused
+                .request
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match why {
+                SlotUnavailable::Down => {
+                    let Some(next) = self.balancer.choose(request.headers()) else {
+                        return Err(wasmtime::Error::new(NoLiveInstance));
+                    };
+                    choice = Choice {
+                        slot: next.slot,
+                        failed_over: choice.failed_over || next.failed_over,
+                    };
+                }
+                SlotUnavailable::Busy if Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                SlotUnavailable::Busy => return Err(wasmtime::Error::new(NoLiveInstance)),
+            }
+        }
+    }
+}
+
+/// How long a request waits for its slot's busy instance before giving up.
+const BUSY_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Every slot is down (or none could take the request): the server answers 503.
+#[derive(Debug)]
+pub struct NoLiveInstance;
+
+impl fmt::Display for NoLiveInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no live instance in the fleet")
+    }
+}
+
+impl std::error::Error for NoLiveInstance {}
+
+/// `name=value` for every cookie in the request's Cookie headers.
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .map(|cookie| format!("{}={}", cookie.name(), cookie.value()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(name: http::HeaderName, value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(name, HeaderValue::from_str(value).unwrap());
+        map
+    }
+
+    fn balancer(routing: Routing, slots: usize) -> Balancer {
+        let slots = (0..slots)
+            .map(|index| Arc::new(SlotState::new("c", index, Duration::from_secs(60))))
+            .collect();
+        Balancer::new(routing, slots)
+    }
+
+    fn lab() -> Arc<Lab> {
+        Arc::new(Lab::new(crate::lab::LabAccess::Loopback))
+    }
+
+    #[tokio::test]
+    async fn sticky_keeps_a_session_where_it_was_created_and_fails_over_once() {
+        let balancer = balancer(Routing::Sticky, 3);
+        let first = balancer.choose(&HeaderMap::new()).unwrap();
+        balancer.learn(
+            first.slot,
+            &headers(SET_COOKIE, "cartlab_stateful=abc; Path=/stateful; HttpOnly"),
+        );
+        let with_cookie = headers(COOKIE, "other=1; cartlab_stateful=abc");
+        for _ in 0..5 {
+            assert_eq!(balancer.choose(&with_cookie).unwrap().slot, first.slot);
+        }
+        balancer.slots[first.slot].take_down(&lab());
+        let moved = balancer.choose(&with_cookie).unwrap();
+        assert!(moved.failed_over);
+        assert_ne!(moved.slot, first.slot);
+        // Pinned to the new slot now, even once the old one is back.
+        balancer.slots[first.slot].life().down_until = None;
+        let after = balancer.choose(&with_cookie).unwrap();
+        assert_eq!((after.slot, after.failed_over), (moved.slot, false));
+        // Logging out (Max-Age=0) forgets the session.
+        balancer.learn(
+            after.slot,
+            &headers(SET_COOKIE, "cartlab_stateful=abc; Max-Age=0"),
+        );
+        assert!(balancer.affinity().is_empty());
+    }
+
+    #[tokio::test]
+    async fn round_robin_and_least_loaded_skip_slots_that_are_down() {
+        for routing in [Routing::RoundRobin, Routing::LeastLoaded] {
+            let balancer = balancer(routing, 3);
+            let picks: Vec<usize> = (0..6)
+                .map(|_| balancer.choose(&HeaderMap::new()).unwrap().slot)
+                .collect();
+            assert_eq!(picks, [0, 1, 2, 0, 1, 2], "{routing}");
+            balancer.slots[1].take_down(&lab());
+            let picks: Vec<usize> = (0..4)
+                .map(|_| balancer.choose(&HeaderMap::new()).unwrap().slot)
+                .collect();
+            assert!(!picks.contains(&1), "{routing}: {picks:?}");
+            balancer.slots[0].take_down(&lab());
+            balancer.slots[2].take_down(&lab());
+            assert_eq!(balancer.choose(&HeaderMap::new()), None);
+        }
+    }
+
+    #[test]
+    fn least_loaded_prefers_the_idle_slot_and_sticky_ignores_strangers() {
+        let least = balancer(Routing::LeastLoaded, 3);
+        least.slots[0].in_flight.store(4, Ordering::Relaxed);
+        least.slots[2].in_flight.store(1, Ordering::Relaxed);
+        for _ in 0..5 {
+            assert_eq!(least.choose(&HeaderMap::new()).unwrap().slot, 1);
+        }
+        // Cookies the fleet never set do not pin anything.
+        let sticky = balancer(Routing::Sticky, 2);
+        let stranger = headers(COOKIE, "cartlab_stateful=forged");
+        let picks: Vec<usize> = (0..4)
+            .map(|_| sticky.choose(&stranger).unwrap().slot)
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+}

@@ -1,0 +1,405 @@
+//! Fleets (`--instances N` behind sticky, round-robin or least-loaded
+//! routing) and the `/_lab/` API, with the real components in `cartlab up`
+//! and a real redis-server.
+
+mod common;
+
+use common::{IPHONE, Lab, MACBOOK, RedisServer, Shopper, seed_cart, start_up_error, with_redis};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+async fn lab_get(lab: &Lab, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{}{path}", lab.url))
+        .await
+        .expect("lab GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn lab_post(lab: &Lab, path: &str, body: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", lab.url))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("lab POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The component's entries in `GET /_lab/instances`.
+async fn instances_of(lab: &Lab, component: &str) -> Vec<Value> {
+    let (status, body) = lab_get(lab, "/_lab/instances").await;
+    assert_eq!(status, 200, "{body}");
+    body["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|entry| entry["component"] == component)
+        .and_then(|entry| entry["instances"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fails_over() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = with_redis(
+        &redis,
+        dir.path(),
+        &[
+            "--instances",
+            "3",
+            "--routing",
+            "sticky",
+            "--restart-delay",
+            "30s",
+        ],
+    );
+    let shopper = Shopper::new(&lab);
+
+    let first = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
+    let second = shopper.add("stateful", IPHONE.0, IPHONE.1).await;
+    let before = shopper.cart("stateful").await;
+    // Sticky: the same long-lived instance served all three.
+    assert_eq!(first.instance, second.instance);
+    assert_eq!(before.instance, first.instance);
+    assert_eq!(
+        (first.requests, second.requests, before.requests),
+        (1, 2, 3)
+    );
+    assert_eq!(before.total(), 3700.0);
+    let listed = instances_of(&lab, "stateful-cart").await;
+    let serving: Vec<_> = listed
+        .iter()
+        .filter(|entry| entry["serverId"] == first.instance.as_str())
+        .collect();
+    assert_eq!(serving.len(), 1, "{listed:?}");
+    assert_eq!(serving[0]["served"], 3);
+    assert_eq!(serving[0]["state"], "ready");
+    let slot = serving[0]["slot"].clone();
+
+    let crash = shopper.crash("stateful").await;
+    assert_eq!(crash.instance, first.instance);
+    // Failover: the session's server is down (restart delay 30 s), so a live
+    // one answers, without the cart.
+    let after = shopper.cart("stateful").await;
+    assert_ne!(after.instance, first.instance);
+    assert!(after.items().is_empty(), "{}", after.body);
+    let listed = instances_of(&lab, "stateful-cart").await;
+    let crashed_slot: Vec<_> = listed
+        .iter()
+        .filter(|entry| entry["slot"] == slot)
+        .collect();
+    assert_eq!(crashed_slot.len(), 1, "{listed:?}");
+    assert_eq!(crashed_slot[0]["state"], "down", "{listed:?}");
+    // The failed-over session stays on its new instance.
+    let again = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
+    assert_eq!(again.instance, after.instance);
+    assert_eq!(again.items(), ["MacBook Pro"]);
+
+    // The same journey on the stateless cart loses nothing.
+    seed_cart(&shopper, "stateless").await;
+    shopper.crash("stateless").await;
+    let survived = shopper.cart("stateless").await;
+    assert_eq!(survived.total(), 3700.0, "{}", survived.body);
+    let log = lab.log().join("\n");
+    assert!(log.contains("failed over"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_fragments_the_stateful_cart_and_not_the_stateless_one() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = with_redis(
+        &redis,
+        dir.path(),
+        &["--instances", "3", "--routing", "round-robin"],
+    );
+    let items = ["A", "B", "C", "D", "E", "F"];
+    for component in ["stateful", "stateless"] {
+        let shopper = Shopper::new(&lab);
+        let mut instances = BTreeSet::new();
+        let mut largest = 0;
+        for item in items {
+            let answer = shopper.add(component, item, 10).await;
+            instances.insert(answer.instance.clone());
+            largest = largest.max(answer.items().len());
+        }
+        let cart = shopper.cart(component).await;
+        assert_eq!(instances.len(), 3, "{component}: {instances:?}");
+        if component == "stateful" {
+            // Each instance knows only the session it made; the cookie
+            // changes hands every request and no cart grows past one line.
+            assert_eq!(largest, 1, "{component}");
+            assert!(cart.items().len() <= 1, "{}", cart.body);
+        } else {
+            assert_eq!(largest, 6);
+            assert_eq!(cart.items(), items, "{}", cart.body);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stateless_cart_is_intact_under_every_routing_and_recycling_mode() {
+    let redis = RedisServer::start();
+    let runs: [&[&str]; 4] = [
+        &[
+            "--instances",
+            "3",
+            "--routing",
+            "sticky",
+            "--restart-delay",
+            "200ms",
+        ],
+        &[
+            "--instances",
+            "3",
+            "--routing",
+            "round-robin",
+            "--restart-delay",
+            "200ms",
+        ],
+        &[
+            "--instances",
+            "2",
+            "--routing",
+            "least-loaded",
+            "--max-instance-reuse-count",
+            "2",
+        ],
+        &["--max-instance-reuse-count", "1"],
+    ];
+    for flags in runs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = with_redis(&redis, dir.path(), flags);
+        let shopper = Shopper::new(&lab);
+        seed_cart(&shopper, "stateless").await;
+        let crash = shopper.crash("stateless").await;
+        assert_eq!(crash.status, 200, "{flags:?}: {}", crash.body);
+        let (status, rolled) = lab_post(&lab, "/_lab/recycle", r#"{"mode":"rolling"}"#).await;
+        assert_eq!(status, 200, "{flags:?}: {rolled}");
+        assert_eq!(shopper.cart("stateless").await.total(), 3700.0, "{flags:?}");
+        let (status, all) = lab_post(&lab, "/_lab/recycle", "").await;
+        assert_eq!(status, 200, "{flags:?}: {all}");
+        // After a big-bang redeploy every server may still be restarting.
+        let mut answer = shopper
+            .send(reqwest::Method::GET, "/stateless/cart", None)
+            .await;
+        for _ in 0..50 {
+            if answer.status != 503 {
+                break;
+            }
+            assert_eq!(
+                answer.body["error"]["code"], "no_live_instance",
+                "{flags:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = shopper
+                .send(reqwest::Method::GET, "/stateless/cart", None)
+                .await;
+        }
+        assert_eq!(answer.status, 200, "{flags:?}: {}", answer.body);
+        assert_eq!(answer.total(), 3700.0, "{flags:?}");
+        assert!(lab.stop(), "{flags:?}: clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_redeploy_replaces_every_pool_instance_one_by_one() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = with_redis(
+        &redis,
+        dir.path(),
+        &[
+            "--instances",
+            "3",
+            "--routing",
+            "round-robin",
+            "--restart-delay",
+            "300ms",
+        ],
+    );
+    let shopper = Shopper::new(&lab);
+    for _ in 0..3 {
+        shopper.add("stateful", "A", 1).await;
+    }
+    let before: BTreeSet<String> = instances_of(&lab, "stateful-cart")
+        .await
+        .iter()
+        .filter_map(|entry| entry["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    let started = std::time::Instant::now();
+    let (status, body) = lab_post(
+        &lab,
+        "/_lab/recycle",
+        r#"{"component":"stateful-cart","mode":"rolling"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let recycled: BTreeSet<String> = body["recycled"]
+        .as_array()
+        .expect("recycled")
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(recycled, before);
+    // One slot at a time, each out of rotation for its restart delay.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = lab.log().join("\n");
+    assert_eq!(log.matches("reason=recycled").count(), 3, "{log}");
+
+    // Three fresh instances (generation 2 of each slot) serve afterwards.
+    for _ in 0..3 {
+        let answer = shopper.add("stateful", "B", 1).await;
+        assert_eq!(answer.requests, 1, "{}", answer.body);
+    }
+    let after = instances_of(&lab, "stateful-cart").await;
+    assert!(
+        after.iter().all(|entry| entry["generation"] == 2),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = with_redis(&redis, dir.path(), &["--idle-instance-timeout", "60s"]);
+    let shopper = Shopper::new(&lab);
+
+    // Subscribe first: the stream opens with a snapshot.
+    let mut events = reqwest::get(format!("{}/_lab/events", lab.url))
+        .await
+        .expect("events");
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+
+    let first = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
+    let (status, snapshot) = lab_get(&lab, "/_lab/instances").await;
+    assert_eq!(status, 200);
+    assert_eq!(snapshot["mode"], "spin");
+    let listed = instances_of(&lab, "stateful-cart").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["serverId"], first.instance.as_str());
+    assert_eq!(listed[0]["served"], 1);
+    let number = listed[0]["number"].as_u64().expect("number");
+
+    // Recycle that one instance: the cart goes with it.
+    let order = json!({ "component": "stateful-cart", "instance": number }).to_string();
+    let (status, body) = lab_post(&lab, "/_lab/recycle", &order).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recycled"], json!([format!("stateful-cart#{number}")]));
+    let after = shopper.cart("stateful").await;
+    assert_ne!(after.instance, first.instance);
+    assert!(after.items().is_empty());
+    shopper.crash("stateful").await;
+
+    // The stream saw the whole story, in order.
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("\"reason\":\"trap\"") && std::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), events.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    let names: Vec<&str> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"hello"), "{seen}");
+    for expected in ["instance-started", "request", "instance-recycled"] {
+        assert!(names.contains(&expected), "{expected} missing: {seen}");
+    }
+    assert!(seen.contains("\"reason\":\"recycled\""), "{seen}");
+    assert!(seen.contains("\"reason\":\"trap\""), "{seen}");
+    assert!(
+        seen.contains(&format!("\"serverId\":\"{}\"", first.instance)),
+        "{seen}"
+    );
+    assert!(!seen.contains("cartlab_stateful="), "no cookies in events");
+
+    // Bad orders get JSON errors, never a recycle.
+    for (body, status, code) in [
+        ("{not json", 400, "bad_request"),
+        (r#"{"mode":"sideways"}"#, 400, "bad_request"),
+        (r#"{"component":"nope"}"#, 404, "unknown_component"),
+        (
+            r#"{"component":"stateful-cart","instance":999}"#,
+            404,
+            "unknown_instance",
+        ),
+        (r#"{"instance":1}"#, 400, "bad_request"),
+        (
+            r#"{"mode":"one","component":"stateful-cart"}"#,
+            400,
+            "bad_request",
+        ),
+        (r#"{"extra":true}"#, 400, "bad_request"),
+    ] {
+        let (got, answer) = lab_post(&lab, "/_lab/recycle", body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let huge = format!(r#"{{"component":"{}"}}"#, "x".repeat(10_000));
+    assert_eq!(lab_post(&lab, "/_lab/recycle", &huge).await.0, 413);
+    assert_eq!(lab_get(&lab, "/_lab/nothing").await.0, 404);
+    let (status, body) = lab_post(&lab, "/_lab/instances", "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    assert!(lab.stop(), "shutdown must not wait for the event stream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_api_can_be_turned_off_and_its_prefix_is_reserved() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = with_redis(&redis, dir.path(), &["--lab-api", "off"]);
+    let (status, body) = lab_get(&lab, "/_lab/instances").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    drop(lab);
+
+    let manifest = r#"spin_manifest_version = 2
+[application]
+name = "greedy"
+[[trigger.http]]
+route = "/_lab/..."
+component = "cart"
+[component.cart]
+source = "cart.wasm"
+"#;
+    std::fs::write(dir.path().join("spin.toml"), manifest).expect("write manifest");
+    let error = start_up_error(&["--no-build"], dir.path());
+    assert!(error.contains("reserved for the lab host"), "{error}");
+
+    // Fleet-only flags need --instances; the concurrency limit does not apply to fleets.
+    let error = start_up_error(&["--routing", "sticky"], dir.path());
+    assert!(error.contains("--instances"), "{error}");
+    let error = start_up_error(
+        &[
+            "--instances",
+            "2",
+            "--max-instance-concurrent-reuse-count",
+            "4",
+        ],
+        dir.path(),
+    );
+    assert!(error.contains("does not apply"), "{error}");
+}
