@@ -26,6 +26,9 @@ pub struct ComponentGrants {
     pub environment: Vec<(String, String)>,
     /// `allowed_outbound_hosts`, templates resolved; checked by `spin:redis` `open`.
     pub allowed_outbound_hosts: AllowedHosts,
+    /// Whether the component's stdout/stderr reach the host's (off for the
+    /// demo and the experiment, whose output is a table).
+    pub guest_output: bool,
 }
 
 impl ComponentGrants {
@@ -81,7 +84,9 @@ impl InstanceState {
     pub fn new(component: Arc<ComponentGrants>) -> Self {
         let mut wasi = WasiCtx::builder();
         // Like Spin: component stdout/stderr go to the host's terminal.
-        wasi.inherit_stdout().inherit_stderr();
+        if component.guest_output {
+            wasi.inherit_stdout().inherit_stderr();
+        }
         for (key, value) in &component.environment {
             wasi.env(key, value);
         }

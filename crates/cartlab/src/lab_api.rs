@@ -296,41 +296,57 @@ async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
             settle(app, &retired, &mut outcome).await;
         }
         (RecycleMode::Rolling, None) => {
-            for (name, runtime) in &chosen {
-                match &runtime.instances {
-                    // One server at a time leaves rotation, restarts, and
-                    // rejoins before the next goes.
-                    Instances::Fleet(fleet) => {
-                        for slot in &fleet.balancer.slots {
-                            let in_slot: Vec<_> = app
-                                .lab
-                                .instances(Some(name))
-                                .into_iter()
-                                .filter(|handle| handle.slot == Some(slot.index))
-                                .collect();
-                            // An empty slot has nothing to restart.
-                            if in_slot.is_empty() {
-                                continue;
-                            }
-                            for handle in &in_slot {
-                                handle.retire();
-                            }
-                            slot.take_down(&app.lab);
-                            settle(app, &in_slot, &mut outcome).await;
-                            slot.wait_up().await;
-                        }
-                    }
-                    Instances::Spin(_) => {
-                        for handle in app.lab.instances(Some(name)) {
-                            handle.retire();
-                            settle(app, std::slice::from_ref(&handle), &mut outcome).await;
-                        }
-                    }
-                }
+            // Components roll at the same time, as one release would; within
+            // a component, one instance at a time.
+            let rolls = chosen
+                .iter()
+                .map(|(name, runtime)| roll(app, name, &runtime.instances));
+            for rolled in futures::future::join_all(rolls).await {
+                outcome.recycled.extend(rolled.recycled);
+                outcome.draining.extend(rolled.draining);
             }
         }
     }
     json_response(StatusCode::OK, &outcome)
+}
+
+/// A rolling redeploy of one component.
+async fn roll(app: &App, name: &str, instances: &Instances) -> Recycled {
+    let mut outcome = Recycled {
+        recycled: Vec::new(),
+        draining: Vec::new(),
+    };
+    match instances {
+        // One server at a time leaves rotation, restarts, and rejoins before
+        // the next goes.
+        Instances::Fleet(fleet) => {
+            for slot in &fleet.balancer.slots {
+                let in_slot: Vec<_> = app
+                    .lab
+                    .instances(Some(name))
+                    .into_iter()
+                    .filter(|handle| handle.slot == Some(slot.index))
+                    .collect();
+                // An empty slot has nothing to restart.
+                if in_slot.is_empty() {
+                    continue;
+                }
+                for handle in &in_slot {
+                    handle.retire();
+                }
+                slot.take_down(&app.lab);
+                settle(app, &in_slot, &mut outcome).await;
+                slot.wait_up().await;
+            }
+        }
+        Instances::Spin(_) => {
+            for handle in app.lab.instances(Some(name)) {
+                handle.retire();
+                settle(app, std::slice::from_ref(&handle), &mut outcome).await;
+            }
+        }
+    }
+    outcome
 }
 
 /// Retires an instance; in a fleet its slot leaves rotation while it restarts.

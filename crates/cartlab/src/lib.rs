@@ -2,7 +2,10 @@
 //! semantics (routes, key-value, variables, instance reuse), split by concern.
 
 pub mod bindings;
+pub mod client;
 pub mod component_build;
+pub mod demo;
+pub mod experiment;
 pub mod fleet;
 pub mod instance;
 pub mod kv;

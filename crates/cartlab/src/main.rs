@@ -26,23 +26,108 @@ struct Cli {
 enum Command {
     /// Run spin.toml's components on wasmtime, like `spin up`.
     Up(UpArgs),
+    /// The seed journey against both carts side by side: add, crash, read.
+    Demo(DemoArgs),
+    /// Simulated shoppers under a matrix of recycling policies; table, JSON, CSV, plot.
+    Experiment(ExperimentArgs),
 }
 
-/// Flags keep `spin up`'s names, defaults and `A..B` range syntax.
-#[derive(Args)]
-struct UpArgs {
+/// The app to load, as `spin up` names it.
+#[derive(Args, Clone)]
+struct AppArgs {
     /// The application manifest, or a directory holding spin.toml.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
     from: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    listen: SocketAddr,
     /// Runtime config (key-value stores); without one, `default` is SQLite in the state dir.
     #[arg(long)]
     runtime_config_file: Option<PathBuf>,
     /// Where the embedded stores live (default: `.spin` beside the manifest).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Application variable KEY=VALUE, KEY=@file or @file.json/@file.toml
+    /// (beside SPIN_VARIABLE_* environment variables).
+    #[arg(long = "variable", value_parser = cartlab::variables::parse_variable_source)]
+    variables: Vec<cartlab::variables::VariableSource>,
+    /// Environment variable KEY=VALUE for every component.
+    #[arg(short = 'e', long = "env", value_parser = cartlab::variables::parse_key_value)]
+    env: Vec<(String, String)>,
+    /// Do not build components whose .wasm is missing or older than their sources.
+    #[arg(long)]
+    no_build: bool,
+}
+
+impl AppArgs {
+    /// Options for a lab host with Spin's defaults.
+    fn options(&self) -> anyhow::Result<UpOptions> {
+        Ok(UpOptions {
+            from: self.from.clone(),
+            runtime_config_file: self.runtime_config_file.clone(),
+            state_dir: self.state_dir.clone(),
+            policy: ReusePolicy::default(),
+            fleet: None,
+            lab_access: LabAccess::Loopback,
+            guest_output: false,
+            variables: cartlab::variables::collect_cli_variables(&self.variables)?,
+            environment: self.env.clone(),
+            build: !self.no_build,
+            disable_pooling: false,
+            disable_cache: false,
+            max_instance_memory: None,
+        })
+    }
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// A running app (cartlab up, spin up, or deployed); without it a lab
+    /// host is started for the run (Redis when 127.0.0.1:6379 answers).
+    #[arg(long)]
+    url: Option<String>,
+    /// How long to wait after the crash before reading the carts again.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    wait: Duration,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    /// Simulated shoppers per design in each scenario.
+    #[arg(long, default_value_t = 24)]
+    shoppers: usize,
+    /// Actions each shopper takes (then it reads its cart one last time).
+    #[arg(long, default_value_t = 20)]
+    actions: usize,
+    /// Pause before each action (e.g. 20ms, or a range 5ms..40ms).
+    #[arg(long, default_value = "5ms..40ms")]
+    think_time: Sampled<Duration>,
+    /// Relative weights of the actions.
+    #[arg(long, default_value = "add=60,view=30,remove=10")]
+    mix: cartlab::experiment::Mix,
+    /// In the crash scenarios: the chance a shopper crashes its instance before an action.
+    #[arg(long, default_value_t = 0.02)]
+    crash_rate: f64,
+    /// Seed for the shoppers' choices (both designs see the same journeys).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory for results.json, results.csv and carts-intact.svg.
+    #[arg(long, default_value = "experiment-results")]
+    out: PathBuf,
+    /// Run only this scenario (its exact name, or part of names: `pool`); repeatable.
+    #[arg(long)]
+    only: Vec<String>,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+/// Flags keep `spin up`'s names, defaults and `A..B` range syntax.
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    app: AppArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
     /// Requests one instance serves before it is recycled (N or A..B) [default: 128;
     /// with --instances: unlimited].
     #[arg(long)]
@@ -58,16 +143,6 @@ struct UpArgs {
     /// A request without a response after this long fails with 500.
     #[arg(long, value_parser = parse_duration)]
     request_timeout: Option<Duration>,
-    /// Application variable KEY=VALUE, KEY=@file or @file.json/@file.toml
-    /// (beside SPIN_VARIABLE_* environment variables).
-    #[arg(long = "variable", value_parser = cartlab::variables::parse_variable_source)]
-    variables: Vec<cartlab::variables::VariableSource>,
-    /// Environment variable KEY=VALUE for every component.
-    #[arg(short = 'e', long = "env", value_parser = cartlab::variables::parse_key_value)]
-    env: Vec<(String, String)>,
-    /// Do not build components whose .wasm is missing or older than their sources.
-    #[arg(long)]
-    no_build: bool,
     /// Allocate instance memory on demand instead of from a pool.
     #[arg(long)]
     disable_pooling: bool,
@@ -94,14 +169,19 @@ struct UpArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The host's lifecycle log is the point of `up`; for the clients it is noise.
+    let default_level = match cli.command {
+        Command::Up(_) => "info",
+        Command::Demo(_) | Command::Experiment(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -112,6 +192,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up(args).await,
+            Command::Demo(args) => demo(args).await,
+            Command::Experiment(args) => experiment(args).await,
         }
     });
     // Ends the instance workers still alive (each logs its shutdown).
@@ -148,25 +230,57 @@ fn reuse_policy(args: &UpArgs) -> anyhow::Result<ReusePolicy> {
     })
 }
 
+/// Exits non-zero when the stateless cart did not survive (or the journey
+/// could not run).
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let verdicts = cartlab::demo::run(cartlab::demo::DemoOptions {
+        url: args.url,
+        up: args.app.options()?,
+        wait: args.wait,
+    })
+    .await?;
+    if !verdicts.stateless_survived {
+        anyhow::bail!("the stateless cart did not survive the crash: that is a bug");
+    }
+    Ok(())
+}
+
+async fn experiment(args: ExperimentArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.crash_rate) {
+        anyhow::bail!("--crash-rate is a probability, between 0 and 1");
+    }
+    if args.shoppers == 0 || args.actions == 0 {
+        anyhow::bail!("--shoppers and --actions must be at least 1");
+    }
+    cartlab::experiment::run(cartlab::experiment::ExperimentOptions {
+        up: args.app.options()?,
+        shoppers: args.shoppers,
+        actions: args.actions,
+        think_time: args.think_time,
+        mix: args.mix,
+        crash_rate: args.crash_rate,
+        seed: args.seed,
+        out: args.out,
+        only: args.only,
+    })
+    .await?;
+    Ok(())
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let policy = reuse_policy(&args)?;
     let options = UpOptions {
-        from: args.from,
-        runtime_config_file: args.runtime_config_file,
-        state_dir: args.state_dir,
-        policy,
+        policy: reuse_policy(&args)?,
         fleet: args.instances.map(|instances| FleetOptions {
             instances: usize::from(instances),
             routing: args.routing,
             restart_delay: args.restart_delay,
         }),
         lab_access: args.lab_api,
-        variables: cartlab::variables::collect_cli_variables(&args.variables)?,
-        environment: args.env,
-        build: !args.no_build,
+        guest_output: true,
         disable_pooling: args.disable_pooling,
         disable_cache: args.disable_cache,
         max_instance_memory: args.max_instance_memory,
+        ..args.app.options()?
     };
     let loaded = load(&options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

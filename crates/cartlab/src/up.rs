@@ -32,6 +32,8 @@ pub struct UpOptions {
     /// Spin's instances on demand.
     pub fleet: Option<FleetOptions>,
     pub lab_access: LabAccess,
+    /// Pass the components' stdout/stderr through (as `spin up` does).
+    pub guest_output: bool,
     pub variables: BTreeMap<String, String>,
     pub environment: Vec<(String, String)>,
     pub build: bool,
@@ -168,6 +170,7 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
                 .chain(options.environment.iter().cloned())
                 .collect(),
             allowed_outbound_hosts,
+            guest_output: options.guest_output,
         });
         let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());
         let instances = match options.fleet {
@@ -212,4 +215,48 @@ async fn open_stores(
         stores.insert(label.clone(), backend);
     }
     Ok(stores)
+}
+
+/// A lab host serving in this process on a free loopback port: what
+/// `cartlab demo` and `cartlab experiment` run against when no URL is given.
+pub struct LocalHost {
+    pub url: String,
+    pub app: Arc<App>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl LocalHost {
+    pub async fn start(options: &UpOptions) -> anyhow::Result<Self> {
+        let loaded = load(options).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot listen on 127.0.0.1")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::server::serve(
+            loaded.app.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            std::time::Duration::from_secs(5),
+        ));
+        Ok(Self {
+            url,
+            app: loaded.app,
+            stop,
+            task,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for runtime in self.app.components.values() {
+            runtime.context.begin_shutdown();
+        }
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .context("the lab host's server task failed")?
+    }
 }

