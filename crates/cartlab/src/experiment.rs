@@ -257,9 +257,10 @@ async fn run_scenario(
     });
     let done = Arc::new(AtomicBool::new(false));
     let redeploy = scenario.rolling_redeploy.then(|| {
-        // Start rolling a third of the way into the expected shopping time.
-        let expected = options.think_time.low + options.think_time.high;
-        let delay = expected * options.actions as u32 / 6;
+        // Start rolling a fifth of the way into the expected shopping time,
+        // so that the roll (a restart delay per slot) ends while they shop.
+        let mean_think = (options.think_time.low + options.think_time.high) / 2;
+        let delay = mean_think * options.actions as u32 / 5;
         let (url, done) = (host.url.clone(), done.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -301,7 +302,8 @@ async fn run_scenario(
     }
     done.store(true, Ordering::Relaxed);
     if let Some(redeploy) = redeploy {
-        redeploy.abort();
+        // A roll under way finishes (and is counted); one not begun is skipped.
+        let _ = redeploy.await;
     }
     // Let the last recycles (a crash at the very end) reach the count, then
     // count nothing from the shutdown itself.

@@ -96,7 +96,7 @@ struct ExperimentArgs {
     #[arg(long, default_value_t = 24)]
     shoppers: usize,
     /// Actions each shopper takes (then it reads its cart one last time).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     actions: usize,
     /// Pause before each action (e.g. 20ms, or a range 5ms..40ms).
     #[arg(long, default_value = "5ms..40ms")]
@@ -170,10 +170,13 @@ struct UpArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The host's lifecycle log is the point of `up`; for the clients it is noise.
+    // The host's lifecycle log is the point of `up`; for the clients it is
+    // noise, and so are the experiment's expected casualties (requests in
+    // flight on a crashing instance).
     let default_level = match cli.command {
         Command::Up(_) => "info",
-        Command::Demo(_) | Command::Experiment(_) => "warn",
+        Command::Demo(_) => "warn",
+        Command::Experiment(_) => "error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
