@@ -212,8 +212,10 @@ impl InstanceHandle {
         }
     }
 
+    /// `draining` once it takes nothing new (retired, or at its reuse limit)
+    /// and is finishing what it has.
     pub fn state(&self) -> &'static str {
-        if self.is_retiring() {
+        if self.is_closed() {
             "draining"
         } else {
             "ready"

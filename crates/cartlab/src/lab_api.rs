@@ -28,18 +28,14 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 4096;
 
 pub async fn handle(app: &App, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
-    let allowed = match app.lab.access {
-        LabAccess::Off => {
-            return error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "the lab API is off (--lab-api off)",
-            );
-        }
-        LabAccess::Any => true,
-        LabAccess::Loopback => client.ip().to_canonical().is_loopback(),
-    };
-    if !allowed {
+    if app.lab.access == LabAccess::Off {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the lab API is off (--lab-api off)",
+        );
+    }
+    if !may_use(app.lab.access, client) {
         return error_response(
             StatusCode::FORBIDDEN,
             "lab_api_forbidden",
@@ -64,6 +60,16 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: SocketAddr) -
             "not_found",
             "the lab API has /_lab/instances, /_lab/events and /_lab/recycle",
         ),
+    }
+}
+
+/// Whether a client may use the lab API under this access setting.
+fn may_use(access: LabAccess, client: SocketAddr) -> bool {
+    match access {
+        LabAccess::Off => false,
+        LabAccess::Any => true,
+        // `::ffff:127.0.0.1` is loopback too.
+        LabAccess::Loopback => client.ip().to_canonical().is_loopback(),
     }
 }
 
@@ -440,4 +446,26 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_clients_may_use_the_lab_api_by_default() {
+        let client = |text: &str| text.parse::<SocketAddr>().unwrap();
+        for local in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            assert!(may_use(LabAccess::Loopback, client(local)), "{local}");
+        }
+        for remote in [
+            "10.0.0.7:5000",
+            "[2001:db8::1]:5000",
+            "[::ffff:10.0.0.7]:5000",
+        ] {
+            assert!(!may_use(LabAccess::Loopback, client(remote)), "{remote}");
+            assert!(may_use(LabAccess::Any, client(remote)), "{remote}");
+        }
+        assert!(!may_use(LabAccess::Off, client("127.0.0.1:1")));
+    }
 }

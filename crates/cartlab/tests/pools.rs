@@ -361,7 +361,14 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
         (status, body["error"]["code"].as_str()),
         (405, Some("method_not_allowed"))
     );
-    assert!(lab.stop(), "shutdown must not wait for the event stream");
+    // The stream is still open: shutdown must end it rather than wait out
+    // its grace period for it.
+    let (stopped, log) = lab.stop_with_log();
+    assert!(stopped);
+    let log = log.join("\n");
+    assert!(!log.contains("did not finish"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    drop(events);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -103,6 +103,13 @@ impl Lab {
         self.terminate()
     }
 
+    /// Stops the host with SIGTERM; its exit status success and its whole log.
+    pub fn stop_with_log(mut self) -> (bool, Vec<String>) {
+        let stopped = self.terminate();
+        std::thread::sleep(Duration::from_millis(100));
+        (stopped, self.stderr.try_iter().collect())
+    }
+
     fn terminate(&mut self) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
