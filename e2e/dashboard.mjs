@@ -1,11 +1,14 @@
 // End-to-end test of the cartlab dashboard in headless Chromium (the system's, no download).
 //
-//   node e2e/dashboard.mjs <base-url> <screenshot.png>
+//   node e2e/dashboard.mjs <base-url> <screenshot.png> [--block-events]
 //
 // Fills both carts through the page's buttons, crashes both serving instances, reads again and
 // checks what the page shows: the stateful cart is lost (a new instance, an empty cart), the
 // stateless one survives. With the lab API, recycles every instance through its button. Then
 // runs "Run the whole journey" and checks the verdicts again.
+// --block-events: the browser gets a 503 for /_lab/events, as from a proxy that does not pass
+// Server-Sent Events, while the rest of /_lab/ works; the page must fall back to polling
+// /_lab/instances, say so, and still show the lab's instances and work its controls.
 // Needs only the cart API: the /_lab/ API is optional, as it is for the page. Exits non-zero
 // with a message on any failure, and after 30 s at most; saves a full-page screenshot either way.
 
@@ -13,9 +16,10 @@ import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 
-const [base, screenshot] = process.argv.slice(2);
-if (!base || !screenshot) {
-  console.error("usage: node dashboard.mjs <base-url> <screenshot.png>");
+const [base, screenshot, ...flags] = process.argv.slice(2);
+const blockEvents = flags.includes("--block-events");
+if (!base || !screenshot || flags.some((flag) => flag !== "--block-events")) {
+  console.error("usage: node dashboard.mjs <base-url> <screenshot.png> [--block-events]");
   process.exit(2);
 }
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -78,6 +82,17 @@ async function run() {
     if (message.type() === "error") console.log(`console: ${message.text()}`);
   });
 
+  let blockedFeeds = 0;
+  if (blockEvents) {
+    await page.route(
+      (url) => url.pathname === "/_lab/events",
+      (route) => {
+        blockedFeeds += 1;
+        return route.fulfill({ status: 503, contentType: "text/plain", body: "no event streams here" });
+      },
+    );
+  }
+
   await page.goto(`${base}/`);
   // The page reads both carts on load; a fresh browser has no cookies, so both are empty.
   await settled("stateful", "stateless");
@@ -90,6 +105,12 @@ async function run() {
   const lab = await page.locator('[data-testid="lab-controls"]').isVisible();
   if (lab) {
     console.log("lab API: present (cartlab up)");
+    // The caption says where the timeline's lab data comes from.
+    const source = blockEvents
+      ? "Lab instances polled every 2 s; requests from this page's own answers."
+      : "Live from the lab host's event feed (every client's requests).";
+    await expectText("timeline-source", source);
+    console.log(`timeline: ${source}`);
   } else {
     await expectText("lab-note", "Lab controls need cartlab up.");
     console.log("lab API: absent, lab controls hidden");
@@ -141,6 +162,8 @@ async function run() {
   // one colour.
   const lanes = await page.locator('[data-testid="timeline"] g.lane[data-component="stateful-cart"]').count();
   if (lanes < 2) throw new Error(`the timeline should show 2+ stateful-cart instances, shows ${lanes}`);
+  if (blockEvents && lab) await expectPolled(after.stateful);
+  await expectNamedLanes();
   const colours = await page.$$eval('[data-testid^="requests-"] .chip', (chips) =>
     chips.map((chip) => [chip.textContent, getComputedStyle(chip).backgroundColor]),
   );
@@ -163,8 +186,30 @@ async function run() {
   await expectText("total-stateful", "$0.00");
   await expectText("verdict-stateless", "Cart survived!");
   await expectText("total-stateless", "$3,700.00");
+  if (blockEvents && lab) await expectPolled(await text("instance-stateful"));
+  await expectNamedLanes();
 
+  if (blockEvents && blockedFeeds === 0) problems.push("the page never asked for /_lab/events");
   if (problems.length > 0) throw new Error(problems.join("\n"));
+}
+
+/**
+ * Waits until the timeline shows the stateful instance `serverId` with its lab id. The page's
+ * own answers carry only serverIds; with the event feed blocked, lab ids come only from
+ * polling /_lab/instances: so this waits for a poll to reach the page.
+ */
+async function expectPolled(serverId) {
+  const polled = `g.lane[data-component="stateful-cart"][data-server-id="${serverId}"][data-lab-id]`;
+  const lane = page.locator(`[data-testid="timeline"] ${polled}`);
+  await waitUntil(`the lane of ${serverId} with its lab id, from polling`, () => lane.count(), 1);
+  console.log(`polled: ${await lane.getAttribute("data-lab-id")} is ${serverId}`);
+}
+
+/** Every lane names its instance, by lab id or serverId: a fleet's empty slots are no lanes. */
+async function expectNamedLanes() {
+  const nameless = page.locator('[data-testid="timeline"] g.lane:not([data-lab-id]):not([data-server-id])');
+  const count = await nameless.count();
+  if (count > 0) throw new Error(`the timeline shows ${count} lanes of no known instance`);
 }
 
 /** Waits until the carts' columns have no request in flight or queued. */

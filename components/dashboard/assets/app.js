@@ -314,6 +314,7 @@ function laneFor(component, { labId = null, serverId = null, slot = null }, at) 
   if (lane && byServer && lane !== byServer) {
     // The same instance seen both ways: fold the serverId lane into the lab one.
     lane.start = Math.min(lane.start, byServer.start);
+    lane.end ??= byServer.end; // this page saw it crash before the lab stopped listing it
     lane.marks.push(...byServer.marks);
     lanes.splice(lanes.indexOf(byServer), 1);
   }
@@ -398,13 +399,15 @@ function applySnapshot(snapshot) {
   for (const { component, instances } of snapshot.components) {
     if (!isCart(component)) continue;
     for (const i of instances) {
-      const live = i.state === "ready" || i.state === "draining";
-      const existing = lanes.find((l) => l.component === component && l.labId === i.id);
-      if (!live && !existing) continue;
+      // An empty or restarting fleet slot (`empty`, `down`) lists no instance: its id is null,
+      // and looking that up would find a lane known only by its serverId.
+      if (!i.id) continue;
       const started = now - (i.ageMs ?? 0);
       const lane = laneFor(component, { labId: i.id, serverId: i.serverId, slot: i.slot }, started);
-      if (live) alive.add(lane);
-      else endLane(lane, now, i.state);
+      // Listed means alive now. When polling (no feed to say when it ends) the lane must reach
+      // now, or an idle instance's lane would stop at its last request and scroll away.
+      lane.lastSeen = now;
+      alive.add(lane);
     }
   }
   // Lab instances no longer listed have been recycled since the last look.
@@ -597,6 +600,8 @@ function laneEnd(lane, now) {
 function drawLane(lane, cy, x, now, from) {
   const colour = colourOf(lane.component, lane.serverId);
   const g = svg("g", { class: "lane", "data-component": lane.component });
+  if (lane.labId) g.dataset.labId = lane.labId;
+  if (lane.serverId) g.dataset.serverId = lane.serverId;
   const number = lane.labId && `#${lane.labId.split("#").pop()}`;
   const name = [number, lane.serverId].filter(Boolean).join(" ");
   g.append(svg("circle", { cx: 8, cy, r: 5, fill: colour }));

@@ -338,9 +338,8 @@ async fn roll(app: &App, name: &str, instances: &Instances) -> Recycled {
                     continue;
                 }
                 for handle in &in_slot {
-                    handle.retire();
+                    retire(app, handle);
                 }
-                slot.take_down(&app.lab);
                 settle(app, &in_slot, &mut outcome).await;
                 slot.wait_up().await;
             }

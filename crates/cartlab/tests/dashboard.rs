@@ -1,6 +1,6 @@
 //! The dashboard component: its HTTP contract, and the page itself in headless Chromium
-//! (`e2e/dashboard.mjs`) against the real `cartlab up` with a real redis-server, both with the
-//! lab API and without it (as under `spin up`).
+//! (`e2e/dashboard.mjs`) against the real `cartlab up` with a real redis-server: with the lab
+//! API, with it but its event feed blocked (the page polls), and without it (as under `spin up`).
 //!
 //! The browser tests need node, /usr/bin/chromium and `e2e/node_modules`; `./scripts/test`
 //! installs them. When one is missing they fail and say how to install it: never a silent skip.
@@ -15,17 +15,26 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_in_chromium_with_the_lab_api() {
-    run_e2e(&[], "dashboard.png").await;
+    run_e2e(&[], &[], "dashboard.png").await;
+}
+
+/// The browser gets a 503 for `/_lab/events` (a proxy that does not pass Server-Sent Events):
+/// the page polls `/_lab/instances`, says so, and its lab controls still work. On the seed's
+/// three servers behind a sticky balancer, whose snapshots also list empty and restarting slots.
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_in_chromium_polls_when_the_lab_event_feed_is_blocked() {
+    let fleet = ["--instances", "3", "--routing", "sticky"];
+    run_e2e(&fleet, &["--block-events"], "dashboard-polling.png").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_in_chromium_without_the_lab_api_as_under_spin_up() {
-    run_e2e(&["--lab-api", "off"], "dashboard-spin.png").await;
+    run_e2e(&["--lab-api", "off"], &[], "dashboard-spin.png").await;
 }
 
-/// Starts the lab on a real Redis, runs the browser test against it and saves its screenshot
-/// as `target/e2e/<screenshot>`.
-async fn run_e2e(extra: &[&str], screenshot: &str) {
+/// Starts the lab on a real Redis with `extra` arguments, runs the browser test against it with
+/// `script_args` and saves its screenshot as `target/e2e/<screenshot>`.
+async fn run_e2e(extra: &[&str], script_args: &[&str], screenshot: &str) {
     if let Err(missing) = browser_prerequisites() {
         panic!(
             "the dashboard's browser test cannot run, missing:\n  {}\n\
@@ -55,6 +64,7 @@ async fn run_e2e(extra: &[&str], screenshot: &str) {
         .arg(repo_root().join("e2e/dashboard.mjs"))
         .arg(&lab.url)
         .arg(&screenshot)
+        .args(script_args)
         .kill_on_drop(true)
         .output();
     // The script gives up by itself after 30 s; this only guards against a hung node.
@@ -66,8 +76,9 @@ async fn run_e2e(extra: &[&str], screenshot: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "node e2e/dashboard.mjs {} failed ({}):\n{stdout}{stderr}",
+        "node e2e/dashboard.mjs {} {} failed ({}):\n{stdout}{stderr}",
         lab.url,
+        script_args.join(" "),
         output.status
     );
     println!("{stdout}");
