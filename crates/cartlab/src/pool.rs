@@ -218,7 +218,6 @@ pub struct ComponentPool {
     /// Shared by all pools of a component, so instance numbers stay unique
     /// across fleet slots.
     next_number: Arc<AtomicU64>,
-    live: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
     lab: Arc<Lab>,
     slot: Option<Arc<SlotState>>,
@@ -268,16 +267,10 @@ impl ComponentPool {
             grants: context.grants.clone(),
             policy,
             next_number: context.next_number.clone(),
-            live: Arc::new(AtomicUsize::new(0)),
             shutting_down: context.shutting_down.clone(),
             lab: context.lab.clone(),
             slot,
         }
-    }
-
-    /// Instances alive right now.
-    pub fn live_instances(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
     }
 }
 
@@ -308,7 +301,6 @@ impl HandlerState for ComponentPool {
         let max_reuse = self.policy.max_reuse.sample();
         let max_concurrent = self.policy.max_concurrent.sample();
         let idle_timeout = self.policy.idle_timeout.map(|timeout| timeout.sample());
-        self.live.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(InstanceHandle::new(
             &self.component,
             number,
@@ -334,14 +326,10 @@ impl HandlerState for ComponentPool {
             view: ViewFn::P3(<InstanceState as WasiHttpView>::http),
             expiration: Expiry::new(idle_timeout, self.policy.request_timeout, handle.clone()),
             state: PooledInstance {
-                component: self.component.clone(),
-                number,
                 max_reuse: usize::try_from(max_reuse).unwrap_or(usize::MAX),
                 max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
                 served: AtomicUsize::new(0),
                 request_timeout: self.policy.request_timeout,
-                born: Instant::now(),
-                live: self.live.clone(),
                 shutting_down: self.shutting_down.clone(),
                 handle,
                 lab: self.lab.clone(),
@@ -364,16 +352,12 @@ impl fmt::Display for Limit {
     }
 }
 
-/// One live instance's bookkeeping.
+/// One live instance's bookkeeping (who it is lives in its `handle`).
 pub struct PooledInstance {
-    component: String,
-    number: u64,
     max_reuse: usize,
     max_concurrent: usize,
     served: AtomicUsize,
     request_timeout: Option<Duration>,
-    born: Instant,
-    live: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
     handle: Arc<InstanceHandle>,
     lab: Arc<Lab>,
@@ -421,7 +405,6 @@ impl WorkerState for PooledInstance {
             Ok(()) if served >= self.max_reuse => RecycleReason::ReuseLimit,
             Ok(()) => RecycleReason::Idle,
         };
-        self.live.fetch_sub(1, Ordering::Relaxed);
         self.lab.unregister(&self.handle, reason);
         if let Some(slot) = &self.slot {
             slot.vacate(&self.handle);
@@ -445,11 +428,11 @@ impl WorkerState for PooledInstance {
                 }
             });
         tracing::info!(
-            component = %self.component,
-            instance = self.number,
+            component = %self.handle.component,
+            instance = self.handle.number,
             %reason,
             served,
-            lived = ?self.born.elapsed(),
+            lived = ?self.handle.born.elapsed(),
             error,
             "instance recycled"
         );
