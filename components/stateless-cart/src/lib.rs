@@ -1,23 +1,21 @@
 //! cartlab's stateless cart: sessions live outside the instance, so any instance can serve any
-//! request and a crashed instance loses nothing. The logic is in `cart-core` (including the
-//! compare-and-set retry loop and the expiry rules), the Spin plumbing in `cart-spin`; this
-//! file only provides the two byte stores sessions can live in, chosen by the Spin variable
-//! `session_store`:
+//! request and a crashed instance loses nothing. The logic is in `cart-core` (the
+//! compare-and-set retry loop, the operation ids that make every change safe to repeat, the
+//! expiry rules), the Spin plumbing in `cart-spin`; this file only provides the two byte stores
+//! sessions can live in, chosen by the Spin variable `session_store`:
 //!
 //! - `key-value` (default): the key-value store labelled `default`, through `wasi:keyvalue`
-//!   (`store` + `atomics` compare-and-swap). Correct on Spin's SQLite backend (the default
-//!   without runtime config) and on cartlab's own host, with Redis or SQLite. NOT correct on
-//!   real Spin 4.1 with `type = "redis"` in `runtime-config.toml`: that backend's CAS is broken
-//!   (every swap reports `CasFailed` even when it committed, because Spin sends `UNWATCH <key>`,
-//!   which Redis rejects; an aborted `EXEC` counts as success; every CAS handle leaks a Redis
-//!   connection). With Redis on real Spin, use `session_store = "redis"`. Key-value has no
-//!   TTL: expired records are never served (checked on every read) and are removed by a
-//!   bounded sweep on ~1% of requests (`list-keys`, then tombstone by CAS and delete).
+//!   (`store` + `atomics`), on whatever backs it: SQLite (Spin's default) or Redis
+//!   (`runtime-config.toml`). Its compare-and-swap answer is not trusted
+//!   ([`KeyValue::confirms_swaps`] is false): Spin 4.1's Redis backend reports every committed
+//!   swap as failed and can report a lost one as success, so cart-core reads every write back
+//!   (docs/spin-key-value.md). Key-value has no TTL: sessions are queued by deadline in the
+//!   store itself and swept a few at a time (`cart_core::expiry`).
 //! - `redis`: Redis at `redis_url` through `spin:redis` (needs the address in
-//!   `allowed_outbound_hosts`): reads are one `GET`; writes are one `EVAL` of [`CAS_SCRIPT`],
-//!   which compares the stored value with the one read (or its absence) and `SET`s the new
-//!   record with `PX <remaining lifetime in ms>` atomically: one round trip, a real Redis TTL
-//!   equal to the cookie's `Max-Age`. Works on real Spin 4.1 and on cartlab.
+//!   `allowed_outbound_hosts`), the fast path: reads are one `GET`; writes are one `EVAL` of
+//!   [`CAS_SCRIPT`], which compares the stored value with the one read (or its absence) and
+//!   `SET`s the new record with `PX <remaining lifetime in ms>` atomically: one round trip,
+//!   an answer that can be trusted, a real Redis TTL equal to the cookie's `Max-Age`.
 
 use cart_core::{KeyValue, KvSessionStore, Settings, StoreError, StoreMode};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
@@ -172,12 +170,49 @@ impl KeyValue for Backend {
         }
     }
 
-    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
+    fn confirms_swaps(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
+    fn expires_keys(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            // Spin's `list-keys` takes no cursor (it errors on one) and returns every key.
-            Backend::Wasi(kv) => Ok(Some(kv.bucket()?.list_keys(None).map_err(wasi_error)?.keys)),
-            // Redis expires session keys itself (`PX`): no sweep.
-            Backend::Redis(_) => Ok(None),
+            Backend::Wasi(kv) => kv.bucket()?.get(key).map_err(wasi_error),
+            Backend::Redis(kv) => kv.conn().await?.get(key).await.map_err(redis_error),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Backend::Wasi(kv) => kv.bucket()?.set(key, value).map_err(wasi_error),
+            Backend::Redis(kv) => kv.conn().await?.set(key, value).await.map_err(redis_error),
+        }
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        match self {
+            Backend::Wasi(kv) => atomics::increment(kv.bucket()?, key, delta).map_err(wasi_error),
+            Backend::Redis(kv) => {
+                let result = kv
+                    .conn()
+                    .await?
+                    .execute(
+                        "INCRBY",
+                        [
+                            RedisParameter::Binary(key.as_bytes().to_vec()),
+                            RedisParameter::Int64(delta),
+                        ],
+                    )
+                    .await
+                    .map_err(redis_error)?;
+                match result.as_slice() {
+                    [RedisResult::Int64(n)] => Ok(*n),
+                    _ => Err(StoreError("unexpected reply to INCRBY".into())),
+                }
+            }
         }
     }
 

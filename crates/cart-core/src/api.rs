@@ -11,10 +11,16 @@
 //! | `DELETE /cart` | forgets the session: deletes it from the store and expires the cookie |
 //! | `GET /health` | checks the store for real; 503 `store_unavailable` if it fails |
 //! | `POST /crash` | answers, then the adapter makes the instance trap (if `crash_enabled`) |
+//!
+//! `POST /cart/add` and `DELETE /cart/items/{n}` honour an `Idempotency-Key` header: a repeat
+//! with the same key answers the cart as it stands, marked `Idempotent-Replayed: true`, without
+//! applying the change again; the same key with a different change is 422
+//! `idempotency_key_reused`.
 
 use crate::cart::{Cart, CartError, validate_item};
 use crate::cookie::{expired_session_cookie, presented_session_id, session_cookie};
 use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::{self, Operation, REPLAYED_HEADER, fingerprint};
 use crate::money::{Cents, Dollars, parse_price};
 use crate::session::{SessionId, SessionRecord};
 use crate::settings::Settings;
@@ -180,25 +186,29 @@ pub const MAX_ATTEMPTS: u32 = 12;
 /// jitter"), so colliding requests spread out instead of colliding again.
 const BACKOFF_BASE_MS: u64 = 2;
 const BACKOFF_CAP_MS: u64 = 256;
-/// One request in this many also sweeps some expired sessions (stores without native expiry).
-pub const SWEEP_ONE_IN: u32 = 100;
+/// One request in this many also sweeps the expiry queue (stores without native expiry).
+/// With [`crate::expiry::SWEEP_BATCH`] slots a sweep, the queue drains a slot per request on
+/// average: at least as fast as requests can fill it.
+pub const SWEEP_ONE_IN: u32 = 8;
+/// Reading a session rewrites it (sliding its expiry) only once this share of the idle timeout
+/// has passed since it was last written: most reads cost one store read, and the cookie's
+/// `Max-Age` and the store's TTL still agree, both counted from the last write.
+const TOUCH_EVERY_IDLE_DIVISOR: u64 = 10;
 
 fn backoff_ms(retry: u32) -> u64 {
     let ceiling = (BACKOFF_BASE_MS << retry.min(16)).min(BACKOFF_CAP_MS);
     getrandom::u32().map_or(ceiling, |r| u64::from(r) % (ceiling + 1))
 }
 
-/// The client's live session, if it presented one: the id, the record and the version read.
-/// The cookie value is format-checked first (malformed values never reach the store); unknown
-/// ids are not adopted; an expired record is never served: it is deleted (if unchanged) and
-/// counts as absent.
-async fn find_session<S: SessionStore>(
+/// A live session as read from the store: its id, its record and the version read.
+type Found<V> = Option<(SessionId, SessionRecord, V)>;
+
+/// Session `id`, if the store holds it and it has not expired. An expired record is never
+/// served: it is deleted (if unchanged) and counts as absent.
+async fn load_live<S: SessionStore>(
     cx: &Context<'_, S>,
-    req: &Request<'_>,
-) -> Result<Option<(SessionId, SessionRecord, S::Version)>, StoreError> {
-    let Some(id) = presented_session_id(req.headers, &cx.settings.cookie_name) else {
-        return Ok(None);
-    };
+    id: SessionId,
+) -> Result<Found<S::Version>, StoreError> {
     match cx.store.load(&id).await? {
         Some((record, version)) if record.is_expired(cx.now, &cx.settings.lifetime()) => {
             // If it changed meanwhile, a request that read it before it expired wrote it:
@@ -211,13 +221,23 @@ async fn find_session<S: SessionStore>(
     }
 }
 
-fn new_session_id() -> Result<SessionId, ApiError> {
-    SessionId::generate().map_err(|e| {
-        ApiError::new(
-            ErrorCode::InternalError,
-            format!("no randomness for a session id: {e}"),
-        )
-    })
+/// The client's live session, if it presented one. The cookie value is format-checked first
+/// (malformed values never reach the store); unknown ids are not adopted.
+async fn find_session<S: SessionStore>(
+    cx: &Context<'_, S>,
+    req: &Request<'_>,
+) -> Result<Found<S::Version>, StoreError> {
+    match presented_session_id(req.headers, &cx.settings.cookie_name) {
+        Some(id) => load_live(cx, id).await,
+        None => Ok(None),
+    }
+}
+
+fn no_randomness(e: getrandom::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::InternalError,
+        format!("no randomness for an id: {e}"),
+    )
 }
 
 /// What a request does to its session.
@@ -230,24 +250,57 @@ enum Change {
     Remove(usize),
 }
 
-/// The read-modify-write of one request, lost-update-free: read the session and its version,
-/// apply the change, write conditionally on the version; if another request wrote first, back
-/// off (with jitter) and start again from a fresh read, at most [`MAX_ATTEMPTS`] times, then
-/// 409 `conflict` (nothing written). Every use of a session writes it, so `touched`, the
-/// cookie's `Max-Age` and a native store TTL all slide together and always agree.
+impl Change {
+    /// The operation that names this change in the session record (none for a touch, which
+    /// is safe to repeat): the client's `Idempotency-Key` if it sent one, else a random id.
+    fn operation(&self, client_key: Option<&str>) -> Result<Option<Operation>, ApiError> {
+        let request = match self {
+            Change::Touch => return Ok(None),
+            Change::Add(item, price, quantity) => {
+                fingerprint(&["add", item, &price.0.to_string(), &quantity.to_string()])
+            }
+            Change::Remove(index) => fingerprint(&["remove", &index.to_string()]),
+        };
+        Operation::new(client_key, request)
+            .map(Some)
+            .map_err(no_randomness)
+    }
+}
+
+/// The read-modify-write of one request, lost-update-free and applied at most once, on a
+/// store whose compare-and-swap answers may be wrong in both directions.
+///
+/// Read the session and its version; unless the record shows this change done already, apply
+/// it, note its operation id in the record and write conditionally on the version. Then,
+/// whatever the store answered (unless it [confirms](SessionStore::confirms_writes) a
+/// success), read the record back: the change is done when the record holds its operation id.
+/// If not, back off (with jitter) and go again from what was read, at most [`MAX_ATTEMPTS`]
+/// writes, then 409 `conflict` (or 503 if the last write failed): nothing applied.
 async fn update_session<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,
     change: Change,
+    client_key: Option<String>,
 ) -> Result<Reply, ApiError> {
     let lifetime = cx.settings.lifetime();
-    // A new session keeps one id across attempts.
-    let mut new_id: Option<SessionId> = None;
+    let op = change.operation(client_key.as_deref())?;
+    let mut found = find_session(cx, req).await?;
+    // The session this request wrote to last: a new one keeps its id across attempts (and is
+    // queued for expiry once).
+    let mut written: Option<SessionId> = None;
+    let mut write_error: Option<StoreError> = None;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
+        if let Some(id) = written.clone() {
             cx.store.pause(backoff_ms(attempt)).await;
+            // What was read back before the pause is stale by now.
+            found = load_live(cx, id).await?;
         }
-        let (id, mut record, expected) = match find_session(cx, req).await? {
+        if let Some((id, record, _)) = &found
+            && let Some(reply) = settled(cx, id, record, op.as_ref(), attempt == 0)?
+        {
+            return Ok(reply);
+        }
+        let (id, mut record, expected) = match found.take() {
             Some((id, record, version)) => (id, record, Some(version)),
             None => match &change {
                 Change::Touch => return Ok(cart_reply(cx, None, &Cart::new())),
@@ -259,12 +312,19 @@ async fn update_session<S: SessionStore>(
                     .into());
                 }
                 Change::Add(..) => {
-                    let id = match &new_id {
-                        Some(id) => id.clone(),
-                        None => new_session_id()?,
+                    let record = SessionRecord::new(cx.now);
+                    let id = match written.take() {
+                        Some(id) => id,
+                        None => {
+                            let id = SessionId::generate().map_err(no_randomness)?;
+                            // Queued before it is written: no session escapes expiry.
+                            cx.store
+                                .track_expiry(&id, record.deadline(&lifetime))
+                                .await?;
+                            id
+                        }
                     };
-                    new_id = Some(id.clone());
-                    (id, SessionRecord::new(cx.now), None)
+                    (id, record, None)
                 }
             },
         };
@@ -277,21 +337,84 @@ async fn update_session<S: SessionStore>(
                 record.cart.remove_line(*index)?;
             }
         }
+        if let Some(op) = &op {
+            record.remember(op.stamp.clone());
+        }
         // Never move `touched` back (another instance's clock may be a little ahead).
         record.touched = record.touched.max(cx.now);
         let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
-        if cx.store.save_if(&id, &record, expected, remaining).await? {
-            let mut reply = cart_reply(cx, Some(&id), &record.cart);
-            reply.set_cookie = Some(session_cookie(cx.settings, &id, remaining));
+        match cx.store.save_if(&id, &record, expected, remaining).await {
+            Ok(true) if cx.store.confirms_writes() => {
+                return Ok(session_reply(cx, &id, &record, false));
+            }
+            Ok(_) => write_error = None,
+            Err(e) => write_error = Some(e),
+        }
+        // Whatever the store answered, what it holds says what happened.
+        if let Some((id, record, _)) = &load_live(cx, id.clone()).await?
+            && let Some(reply) = settled(cx, id, record, op.as_ref(), false)?
+        {
             return Ok(reply);
         }
+        written = Some(id);
     }
-    Err(ApiError::new(
-        ErrorCode::Conflict,
-        format!(
-            "the session kept changing under concurrent requests ({MAX_ATTEMPTS} attempts); nothing was changed, try again"
+    Err(match write_error {
+        Some(e) => e.into(),
+        None => ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the session kept changing under concurrent requests ({MAX_ATTEMPTS} attempts); nothing was changed, try again"
+            ),
         ),
-    ))
+    })
+}
+
+/// The answer if this request's change is in `record` already: for a touch, a session written
+/// recently enough; for an operation, its id among those applied (a replay if it was there
+/// before this request wrote anything). A client key reused for another change is refused.
+fn settled<S>(
+    cx: &Context<'_, S>,
+    id: &SessionId,
+    record: &SessionRecord,
+    op: Option<&Operation>,
+    before_writing: bool,
+) -> Result<Option<Reply>, ApiError> {
+    let replayed = match op {
+        None => {
+            let since_write = cx.now.saturating_sub(record.touched);
+            if since_write > cx.settings.session_idle_secs / TOUCH_EVERY_IDLE_DIVISOR {
+                return Ok(None);
+            }
+            false
+        }
+        Some(op) => match record.applied(&op.stamp.id) {
+            None => return Ok(None),
+            Some(stamp) if stamp.request != op.stamp.request => {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used on this session for a different change; use a new key for a new change",
+                ));
+            }
+            Some(_) => before_writing && op.from_client,
+        },
+    };
+    Ok(Some(session_reply(cx, id, record, replayed)))
+}
+
+/// The cart of a live session, with its cookie (`Max-Age`: the session's remaining lifetime).
+fn session_reply<S>(
+    cx: &Context<'_, S>,
+    id: &SessionId,
+    record: &SessionRecord,
+    replayed: bool,
+) -> Reply {
+    let remaining = record
+        .remaining_secs(cx.now, &cx.settings.lifetime())
+        .max(1);
+    let mut reply = cart_reply(cx, Some(id), &record.cart);
+    reply.set_cookie = Some(session_cookie(cx.settings, id, remaining));
+    reply.replayed = replayed;
+    reply
 }
 
 // ---- routes ----------------------------------------------------------------------------------
@@ -300,7 +423,7 @@ async fn get_cart<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,
 ) -> Result<Reply, ApiError> {
-    update_session(cx, req, Change::Touch).await
+    update_session(cx, req, Change::Touch, None).await
 }
 
 async fn add_item<S: SessionStore>(
@@ -309,7 +432,8 @@ async fn add_item<S: SessionStore>(
 ) -> Result<Reply, ApiError> {
     // Validate everything about the request before touching the store.
     let (item, price, quantity) = parse_add_body(req)?;
-    update_session(cx, req, Change::Add(item, price, quantity)).await
+    let key = idempotency::client_key(req.headers)?;
+    update_session(cx, req, Change::Add(item, price, quantity), key).await
 }
 
 async fn remove_line<S: SessionStore>(
@@ -323,7 +447,8 @@ async fn remove_line<S: SessionStore>(
             format!("{n:?} is not a line number; lines are numbered from 0"),
         )
     })?;
-    update_session(cx, req, Change::Remove(index)).await
+    let key = idempotency::client_key(req.headers)?;
+    update_session(cx, req, Change::Remove(index), key).await
 }
 
 async fn clear_cart<S: SessionStore>(
@@ -566,6 +691,8 @@ struct Reply {
     set_cookie: Option<String>,
     allow: Option<&'static str>,
     retry_after: bool,
+    /// The answer to a repeated `Idempotency-Key`: the change was applied before.
+    replayed: bool,
     crash: bool,
 }
 
@@ -578,6 +705,7 @@ impl Reply {
             set_cookie: None,
             allow: None,
             retry_after: false,
+            replayed: false,
             crash: false,
         }
     }
@@ -592,6 +720,7 @@ impl Reply {
                 error.code,
                 ErrorCode::StoreUnavailable | ErrorCode::Conflict
             ),
+            replayed: false,
             crash: false,
         }
     }
@@ -611,6 +740,9 @@ impl Reply {
         }
         if self.retry_after {
             headers.push(("retry-after".to_owned(), "1".to_owned()));
+        }
+        if self.replayed {
+            headers.push((REPLAYED_HEADER.to_owned(), "true".to_owned()));
         }
         if let Some(cookie) = self.set_cookie {
             headers.push(("set-cookie".to_owned(), cookie));

@@ -28,6 +28,10 @@ pub enum ErrorCode {
     QuantityLimit,
     /// 404: `DELETE /cart/items/{n}` with no line `n`.
     NoSuchLine,
+    /// 400: an `Idempotency-Key` header that is empty, too long or not visible ASCII.
+    InvalidIdempotencyKey,
+    /// 422: an `Idempotency-Key` already used on this session for a different change.
+    IdempotencyKeyReused,
     /// 403: `POST /crash` while the `crash_enabled` variable is false.
     CrashDisabled,
     /// 409 (with `retry-after: 1`): concurrent writes to the same session kept winning and the
@@ -55,6 +59,8 @@ impl ErrorCode {
             ErrorCode::CartFull => "cart_full",
             ErrorCode::QuantityLimit => "quantity_limit",
             ErrorCode::NoSuchLine => "no_such_line",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::CrashDisabled => "crash_disabled",
             ErrorCode::Conflict => "conflict",
             ErrorCode::StoreUnavailable => "store_unavailable",
@@ -68,13 +74,15 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::InvalidItem
             | ErrorCode::InvalidPrice
-            | ErrorCode::InvalidQuantity => 400,
+            | ErrorCode::InvalidQuantity
+            | ErrorCode::InvalidIdempotencyKey => 400,
             ErrorCode::CrashDisabled => 403,
             ErrorCode::NotFound | ErrorCode::NoSuchLine => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::CartFull | ErrorCode::QuantityLimit | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::InvalidConfig | ErrorCode::InternalError => 500,
             ErrorCode::StoreUnavailable => 503,
         }

@@ -8,14 +8,19 @@
 //! contrast).
 //!
 //! Sessions are lost-update-free: every write is conditional on the version read, retried with
-//! jittered back-off up to [`MAX_ATTEMPTS`] times, then answered 409 `conflict`. They expire
-//! after an idle timeout (sliding) and an absolute lifetime, checked on every read; the
-//! cookie's `Max-Age` and the store's TTL are the same remaining lifetime.
+//! jittered back-off up to [`MAX_ATTEMPTS`] times, then answered 409 `conflict`. Every change
+//! carries an operation id the record remembers ([`idempotency`]), so a change is never applied
+//! twice and its outcome is read back rather than taken from a store that may misreport it.
+//! Sessions expire after an idle timeout (sliding) and an absolute lifetime, checked on every
+//! read; the cookie's `Max-Age` and the store's TTL are the same remaining lifetime; stores
+//! without a TTL keep an [`expiry`] queue.
 
 pub mod api;
 pub mod cart;
 pub mod cookie;
 pub mod error;
+pub mod expiry;
+pub mod idempotency;
 pub mod money;
 pub mod session;
 pub mod settings;
@@ -27,6 +32,9 @@ pub use api::{
 };
 pub use cart::{Cart, CartError, CartLine};
 pub use error::{ApiError, ErrorCode};
+pub use idempotency::{
+    IDEMPOTENCY_KEY_HEADER, OpStamp, Operation, REMEMBERED_OPS, REPLAYED_HEADER,
+};
 pub use money::Cents;
 pub use session::{Lifetime, SessionId, SessionRecord};
 pub use settings::{ConfigError, Settings, StoreMode, VARIABLE_NAMES};

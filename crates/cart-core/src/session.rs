@@ -1,6 +1,7 @@
 //! Session ids and the session record kept in the store.
 
 use crate::cart::{Cart, CartLine};
+use crate::idempotency::{OpStamp, REMEMBERED_OPS};
 use crate::money::Cents;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -76,12 +77,14 @@ pub struct Lifetime {
     pub max_age_secs: u64,
 }
 
-/// What a session holds: its cart and when it was created and last used (unix seconds).
+/// What a session holds: its cart, when it was created and last used (unix seconds), and the
+/// operations most recently applied to it (oldest first, at most [`REMEMBERED_OPS`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionRecord {
     pub created: u64,
     pub touched: u64,
     pub cart: Cart,
+    pub ops: Vec<OpStamp>,
 }
 
 /// Why a stored record could not be read.
@@ -93,6 +96,8 @@ pub enum RecordError {
     UnknownVersion(u32),
     /// Well-formed, but its cart breaks the cart limits.
     InvalidCart(crate::cart::CartError),
+    /// Its list of applied operations is too long or holds malformed ids.
+    InvalidOps,
 }
 
 impl fmt::Display for RecordError {
@@ -101,19 +106,24 @@ impl fmt::Display for RecordError {
             RecordError::Malformed(e) => write!(f, "malformed session record: {e}"),
             RecordError::UnknownVersion(v) => write!(f, "unknown session record version {v}"),
             RecordError::InvalidCart(e) => write!(f, "session record has an invalid cart: {e}"),
+            RecordError::InvalidOps => f.write_str("session record has invalid operation ids"),
         }
     }
 }
 
 impl std::error::Error for RecordError {}
 
-/// The stored form: `{"v":1,"created":..,"touched":..,"cart":[{"item","price_cents","quantity"}]}`.
+/// The stored form: `{"v":1,"created":..,"touched":..,"cart":[{"item","price_cents","quantity"}],
+/// "ops":[["<op id>","<fingerprint>"],..]}` (`ops` left out while empty; records written before
+/// it existed read as having none).
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
     v: u32,
     created: u64,
     touched: u64,
     cart: Vec<StoredLine>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ops: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,7 +140,29 @@ impl SessionRecord {
             created: now_unix_secs,
             touched: now_unix_secs,
             cart: Cart::new(),
+            ops: Vec::new(),
         }
+    }
+
+    /// The stamp of operation `id`, if it is among those applied to this session.
+    pub fn applied(&self, id: &str) -> Option<&OpStamp> {
+        self.ops.iter().find(|op| op.id == id)
+    }
+
+    /// Records that `stamp`'s operation has been applied, forgetting the oldest beyond
+    /// [`REMEMBERED_OPS`].
+    pub fn remember(&mut self, stamp: OpStamp) {
+        self.ops.push(stamp);
+        let excess = self.ops.len().saturating_sub(REMEMBERED_OPS);
+        self.ops.drain(..excess);
+    }
+
+    /// When this session expires (unix seconds): the sooner of the idle deadline
+    /// (`touched + idle_secs`) and the absolute one (`created + max_age_secs`).
+    pub fn deadline(&self, lifetime: &Lifetime) -> u64 {
+        let idle_end = self.touched.saturating_add(lifetime.idle_secs);
+        let absolute_end = self.created.saturating_add(lifetime.max_age_secs);
+        idle_end.min(absolute_end)
     }
 
     /// True once the session has been idle longer than `lifetime.idle_secs`, or has reached
@@ -146,15 +178,12 @@ impl SessionRecord {
         idle_over || too_old
     }
 
-    /// Seconds this session has left at `now`: until the sooner of the idle deadline
-    /// (`touched + idle_secs`) and the absolute one (`created + max_age_secs`). Right after a
-    /// touch this is `min(idle_secs, created + max_age_secs - now)`, and it is what the cookie's
+    /// Seconds this session has left at `now`: until its [`SessionRecord::deadline`]. Right
+    /// after a touch this is `min(idle_secs, created + max_age_secs - now)`, and it is what the cookie's
     /// `Max-Age` and a store's native TTL are set to, so the two stay in step. At least 1 for a
     /// session that is not expired.
     pub fn remaining_secs(&self, now_unix_secs: u64, lifetime: &Lifetime) -> u64 {
-        let idle_end = self.touched.saturating_add(lifetime.idle_secs);
-        let absolute_end = self.created.saturating_add(lifetime.max_age_secs);
-        idle_end.min(absolute_end).saturating_sub(now_unix_secs)
+        self.deadline(lifetime).saturating_sub(now_unix_secs)
     }
 
     /// The versioned JSON stored under `cartlab:session:<id>`.
@@ -172,6 +201,11 @@ impl SessionRecord {
                     price_cents: line.price.0,
                     quantity: line.quantity,
                 })
+                .collect(),
+            ops: self
+                .ops
+                .iter()
+                .map(|op| (op.id.clone(), op.request.clone()))
                 .collect(),
         };
         // Serialising plain strings and integers cannot fail.
@@ -194,10 +228,19 @@ impl SessionRecord {
                 quantity: line.quantity,
             })
             .collect();
+        let ops: Vec<OpStamp> = stored
+            .ops
+            .into_iter()
+            .map(|(id, request)| OpStamp { id, request })
+            .collect();
+        if ops.len() > REMEMBERED_OPS || !ops.iter().all(OpStamp::is_well_formed) {
+            return Err(RecordError::InvalidOps);
+        }
         Ok(SessionRecord {
             created: stored.created,
             touched: stored.touched,
             cart: Cart::from_lines(lines).map_err(RecordError::InvalidCart)?,
+            ops,
         })
     }
 }
@@ -287,6 +330,46 @@ mod tests {
         assert!(matches!(
             SessionRecord::from_json(json.replace("\"quantity\":1", "\"quantity\":500")),
             Err(RecordError::InvalidCart(_))
+        ));
+    }
+
+    #[test]
+    fn records_remember_a_bounded_list_of_operations() {
+        let mut record = SessionRecord::new(1);
+        let stamps: Vec<OpStamp> = (0..REMEMBERED_OPS + 3)
+            .map(|n| {
+                crate::idempotency::Operation::new(
+                    None,
+                    crate::idempotency::fingerprint(&[&n.to_string()]),
+                )
+                .unwrap()
+                .stamp
+            })
+            .collect();
+        for stamp in &stamps {
+            record.remember(stamp.clone());
+        }
+        assert_eq!(record.ops.len(), REMEMBERED_OPS);
+        assert!(
+            record.applied(&stamps[2].id).is_none(),
+            "the oldest are forgotten"
+        );
+        assert_eq!(record.applied(&stamps[3].id), Some(&stamps[3]));
+        let json = record.to_json();
+        assert!(json.contains(&format!(r#"["{}","{}"]"#, stamps[3].id, stamps[3].request)));
+        assert_eq!(SessionRecord::from_json(&json).unwrap(), record);
+
+        // A stored list that is too long, or holds ids of another shape, is not trusted.
+        let mut too_many = record.clone();
+        too_many.ops.push(stamps[0].clone());
+        assert!(matches!(
+            SessionRecord::from_json(too_many.to_json()),
+            Err(RecordError::InvalidOps)
+        ));
+        let forged = json.replace(&stamps[3].id, "short");
+        assert!(matches!(
+            SessionRecord::from_json(forged),
+            Err(RecordError::InvalidOps)
         ));
     }
 

@@ -35,8 +35,9 @@ impl std::error::Error for StoreError {}
 /// Every write is conditional on what was read (compare-and-set): [`SessionStore::load`]
 /// returns a [`SessionStore::Version`] with the record, and [`SessionStore::save_if`] writes only
 /// if the stored session is still that version (or, with `None`, still absent). A `false` from
-/// `save_if` means a concurrent request won; the handler reloads, reapplies its change and tries
-/// again, a bounded number of times.
+/// `save_if` means a concurrent request won. Where [`SessionStore::confirms_writes`] is false,
+/// neither answer is trusted: the handler reads the record back to see whether its operation
+/// is there (`crate::idempotency`).
 #[allow(async_fn_in_trait)]
 pub trait SessionStore {
     /// Proof of the state [`SessionStore::load`] saw; consumed by a conditional write.
@@ -58,6 +59,13 @@ pub trait SessionStore {
         ttl_secs: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Whether an `Ok(true)` from [`SessionStore::save_if`] is certain. False for a store
+    /// whose compare-and-swap may report a write that did not happen (Spin 4.1's Redis
+    /// key-value backend), so the handler reads back after every write.
+    fn confirms_writes(&self) -> bool {
+        true
+    }
+
     /// Deletes the session if it is still `expected` (an expired session found on a read).
     async fn delete_if(&self, id: &SessionId, expected: Self::Version) -> Result<bool, StoreError>;
 
@@ -66,6 +74,13 @@ pub trait SessionStore {
 
     /// Health: really touches the store.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Called once before a new session is first written, with the unix second it will expire
+    /// at unless used: a store without native expiry notes it, so the session is removed even
+    /// if it is never seen again. The default does nothing.
+    async fn track_expiry(&self, _id: &SessionId, _deadline: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Removes some expired sessions, doing a bounded amount of work; returns how many. For
     /// stores without native expiry. The default does nothing.
@@ -154,8 +169,8 @@ impl SessionStore for MemoryStore {
 }
 
 /// A byte key-value store with compare-and-swap: what [`KvSessionStore`] needs. The stateless
-/// component implements it twice: over `wasi:keyvalue` (store + atomics CAS) and over
-/// `spin:redis` (`GET` + a compare-and-set Lua `EVAL`).
+/// component implements it twice: over `wasi:keyvalue` (store + atomics) and over `spin:redis`
+/// (`GET` + a compare-and-set Lua `EVAL`).
 #[allow(async_fn_in_trait)]
 pub trait KeyValue {
     /// What a conditional write compares against (a CAS handle, or the bytes read).
@@ -166,7 +181,8 @@ pub trait KeyValue {
 
     /// Sets `key` to `value` if it still holds what `cas` saw (`None`: if `key` is absent).
     /// `ttl_ms`: how long the key should live, for stores with native expiry (others ignore
-    /// it). `Ok(false)`: the value had changed; nothing was written.
+    /// it). `Ok(false)`: the value had changed; nothing was written (unless the store lies:
+    /// see [`KeyValue::confirms_swaps`]).
     async fn set_if(
         &self,
         key: &str,
@@ -175,20 +191,31 @@ pub trait KeyValue {
         ttl_ms: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Whether `set_if`'s `Ok(true)` is certain. `wasi:keyvalue` cannot promise it: on Spin
+    /// 4.1's Redis backend a swap that lost its race can report success.
+    fn confirms_swaps(&self) -> bool;
+
+    /// Whether the store expires keys itself (the TTL of `set_if`). Without, sessions are
+    /// tracked in an expiry queue in the store (`crate::expiry`).
+    fn expires_keys(&self) -> bool;
+
+    /// A plain read.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A plain write (no TTL): the expiry queue's entries and cursor.
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Atomically adds `delta` to the counter at `key` (absent: 0) and returns the new value.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
-
-    /// Every key in the store, for the expiry sweep; `Ok(None)` if the store expires keys
-    /// itself and needs no sweep.
-    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError>;
 
     /// Waits before a retry after a conflict. The default does not wait.
     async fn pause(&self, _millis: u64) {}
 }
 
-/// Most records one sweep looks at.
-pub const SWEEP_BATCH: usize = 16;
 /// What an expired or forgotten session's key holds until it is deleted: an empty value (no
 /// record is empty). Overwriting a record with it is a compare-and-swap, so a conditional
 /// write racing with the deletion fails instead of being silently deleted afterwards; a key
@@ -203,31 +230,45 @@ const TOMBSTONE_TTL_MS: u64 = 60_000;
 pub struct KvSessionStore<K>(pub K);
 
 impl<K: KeyValue> KvSessionStore<K> {
-    /// Tombstones `key` if it still holds what `cas` saw, then deletes it.
-    async fn bury(&self, key: &str, cas: K::Cas) -> Result<bool, StoreError> {
-        if !self
+    /// Tombstones `key` if it still holds what `cas` saw, then deletes it. Whatever the swap
+    /// answers, the key is deleted only once it is seen holding the tombstone: on a store whose
+    /// swap can report success for a write that did not happen, an unconditional delete could
+    /// remove a session just written by another request.
+    pub(crate) async fn bury(&self, key: &str, cas: K::Cas) -> Result<bool, StoreError> {
+        let swapped = self
             .0
             .set_if(key, Some(cas), TOMBSTONE, TOMBSTONE_TTL_MS)
-            .await?
-        {
-            return Ok(false);
+            .await;
+        let buried = match swapped {
+            Ok(true) if self.0.confirms_swaps() => true,
+            _ => self.0.get(key).await?.as_deref() == Some(TOMBSTONE),
+        };
+        if buried {
+            self.0.delete(key).await?;
         }
-        self.0.delete(key).await?;
-        Ok(true)
+        Ok(buried)
+    }
+
+    /// The record stored under `key` (a session key) and a token for a write conditional on
+    /// it. A record that cannot be read (corrupt, a tombstone, or a version this code does not
+    /// know) counts as absent: the client gets a fresh session (under a new id) rather than an
+    /// error on every request.
+    pub(crate) async fn load_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(SessionRecord, K::Cas)>, StoreError> {
+        let (bytes, cas) = self.0.get_cas(key).await?;
+        Ok(bytes
+            .and_then(|b| SessionRecord::from_json(b).ok())
+            .map(|record| (record, cas)))
     }
 }
 
 impl<K: KeyValue> SessionStore for KvSessionStore<K> {
     type Version = K::Cas;
 
-    /// A record that cannot be read (corrupt, a tombstone, or a version this code does not
-    /// know) counts as absent: the client gets a fresh session (under a new id) rather than an
-    /// error on every request.
     async fn load(&self, id: &SessionId) -> Result<Option<(SessionRecord, K::Cas)>, StoreError> {
-        let (bytes, cas) = self.0.get_cas(&session_key(id)).await?;
-        Ok(bytes
-            .and_then(|b| SessionRecord::from_json(b).ok())
-            .map(|record| (record, cas)))
+        self.load_key(&session_key(id)).await
     }
 
     async fn save_if(
@@ -248,6 +289,10 @@ impl<K: KeyValue> SessionStore for KvSessionStore<K> {
             .await
     }
 
+    fn confirms_writes(&self) -> bool {
+        self.0.confirms_swaps()
+    }
+
     async fn delete_if(&self, id: &SessionId, expected: K::Cas) -> Result<bool, StoreError> {
         self.bury(&session_key(id), expected).await
     }
@@ -260,45 +305,18 @@ impl<K: KeyValue> SessionStore for KvSessionStore<K> {
         self.0.exists(HEALTH_KEY).await.map(|_| ())
     }
 
-    /// Looks at up to [`SWEEP_BATCH`] session keys, from a random starting point among them,
-    /// and deletes those that hold an expired record or a tombstone. Expired records are
-    /// tombstoned by compare-and-swap first, so a session written since it was read survives.
+    async fn track_expiry(&self, id: &SessionId, deadline: u64) -> Result<(), StoreError> {
+        if self.0.expires_keys() {
+            return Ok(());
+        }
+        crate::expiry::enqueue(&self.0, &session_key(id), deadline).await
+    }
+
     async fn sweep(&self, now_unix_secs: u64, lifetime: &Lifetime) -> Result<usize, StoreError> {
-        let Some(keys) = self.0.keys().await? else {
-            return Ok(0);
-        };
-        let keys: Vec<String> = keys
-            .into_iter()
-            .filter(|k| k.starts_with(SESSION_KEY_PREFIX))
-            .collect();
-        if keys.is_empty() {
+        if self.0.expires_keys() {
             return Ok(0);
         }
-        let start = getrandom::u32().map_or(0, |r| r as usize) % keys.len();
-        let mut removed = 0;
-        for key in keys
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(SWEEP_BATCH.min(keys.len()))
-        {
-            let (bytes, cas) = self.0.get_cas(key).await?;
-            match bytes {
-                None => {}
-                Some(b) if b == TOMBSTONE => {
-                    self.0.delete(key).await?;
-                    removed += 1;
-                }
-                Some(b) => {
-                    let expired = SessionRecord::from_json(b)
-                        .is_ok_and(|record| record.is_expired(now_unix_secs, lifetime));
-                    if expired && self.bury(key, cas).await? {
-                        removed += 1;
-                    }
-                }
-            }
-        }
-        Ok(removed)
+        crate::expiry::sweep(self, now_unix_secs, lifetime, crate::expiry::SWEEP_BATCH).await
     }
 
     async fn pause(&self, millis: u64) {
@@ -317,12 +335,22 @@ impl MemoryKeyValue {
     pub fn keys_now(&self) -> Vec<String> {
         self.0.borrow().keys().cloned().collect()
     }
+
+    /// The value stored under `key` now.
+    pub fn value_now(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+
+    /// Stores `value` under `key` directly (to set up a test).
+    pub fn put(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
+    }
 }
 
 impl KeyValue for MemoryKeyValue {
     type Cas = Option<Vec<u8>>;
     async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
-        let value = self.0.borrow().get(key).cloned();
+        let value = self.value_now(key);
         Ok((value.clone(), value))
     }
     async fn set_if(
@@ -339,15 +367,40 @@ impl KeyValue for MemoryKeyValue {
         map.insert(key.to_owned(), value.to_vec());
         Ok(true)
     }
+    fn confirms_swaps(&self) -> bool {
+        true
+    }
+    fn expires_keys(&self) -> bool {
+        false
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.value_now(key))
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(key, value);
+        Ok(())
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut map = self.0.borrow_mut();
+        let current = match map.get(key) {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| StoreError("not a counter".into()))?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StoreError("counter overflow".into()))?;
+        map.insert(key.to_owned(), next.to_string().into_bytes());
+        Ok(next)
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.0.borrow_mut().remove(key);
         Ok(())
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.0.borrow().contains_key(key))
-    }
-    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(Some(self.keys_now()))
     }
 }
 
@@ -356,12 +409,6 @@ mod tests {
     use super::*;
     use crate::money::Cents;
     use futures::executor::block_on;
-    use std::collections::BTreeSet;
-
-    const LIFE: Lifetime = Lifetime {
-        idle_secs: 1800,
-        max_age_secs: 86_400,
-    };
 
     #[test]
     fn kv_store_keeps_versioned_json_under_prefixed_key() {
@@ -425,74 +472,6 @@ mod tests {
             let (_, current) = store.load(&id).await.unwrap().unwrap();
             assert!(store.delete_if(&id, current).await.unwrap());
             assert!(store.0.0.borrow().is_empty());
-        });
-    }
-
-    #[test]
-    fn sweep_removes_expired_records_and_tombstones_only() {
-        block_on(async {
-            let store = KvSessionStore(MemoryKeyValue::default());
-            let now = 100_000;
-            let mut live = Vec::new();
-            for n in 0..5u64 {
-                let id = SessionId::generate().unwrap();
-                let mut record = SessionRecord::new(now - 1000);
-                record.touched = now - 10 * n;
-                assert!(store.save_if(&id, &record, None, 60).await.unwrap());
-                live.push(id);
-            }
-            for created in [now - 86_400, now - 90_000] {
-                let id = SessionId::generate().unwrap();
-                assert!(
-                    store
-                        .save_if(&id, &SessionRecord::new(created), None, 60)
-                        .await
-                        .unwrap()
-                );
-            }
-            let idle = SessionId::generate().unwrap();
-            let mut record = SessionRecord::new(now - 5000);
-            record.touched = now - 1801;
-            assert!(store.save_if(&idle, &record, None, 60).await.unwrap());
-            store
-                .0
-                .0
-                .borrow_mut()
-                .insert(format!("{SESSION_KEY_PREFIX}tombstone"), TOMBSTONE.to_vec());
-            store
-                .0
-                .0
-                .borrow_mut()
-                .insert("not-a-session".into(), TOMBSTONE.to_vec());
-
-            // 10 keys, 9 with the prefix: one sweep (batch 16) sees them all.
-            assert_eq!(store.sweep(now, &LIFE).await.unwrap(), 4);
-            let keys: BTreeSet<String> = store.0.0.borrow().keys().cloned().collect();
-            let expected: BTreeSet<String> = live
-                .iter()
-                .map(session_key)
-                .chain(["not-a-session".to_owned()])
-                .collect();
-            assert_eq!(keys, expected);
-            assert_eq!(store.sweep(now, &LIFE).await.unwrap(), 0);
-        });
-    }
-
-    #[test]
-    fn sweep_work_is_bounded() {
-        block_on(async {
-            let store = KvSessionStore(MemoryKeyValue::default());
-            for _ in 0..3 * SWEEP_BATCH {
-                let id = SessionId::generate().unwrap();
-                assert!(
-                    store
-                        .save_if(&id, &SessionRecord::new(0), None, 60)
-                        .await
-                        .unwrap()
-                );
-            }
-            assert_eq!(store.sweep(1_000_000, &LIFE).await.unwrap(), SWEEP_BATCH);
-            assert_eq!(store.0.0.borrow().len(), 2 * SWEEP_BATCH);
         });
     }
 

@@ -24,8 +24,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
 const T0: u64 = 1_700_000_000;
-/// "Now" for every request: the seed session was touched a minute ago (TTL 30 min).
-const NOW: u64 = T0 + 60;
+/// "Now" for every request: the seed session was touched ten minutes ago (TTL 30 min), long
+/// enough that a read slides it (a write), so a read's effect on the store shows.
+const NOW: u64 = T0 + 600;
 
 /// The seed session's id (a well-formed 32-byte base64url id).
 const SEED: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IHNlZWQgc2VzcyE";

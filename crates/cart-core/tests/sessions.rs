@@ -116,9 +116,26 @@ async fn request<S: SessionStore>(
     cookie: Option<&str>,
     body: &str,
 ) -> Handled {
+    request_with(settings, store, now, method, path, cookie, None, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn request_with<S: SessionStore>(
+    settings: &Settings,
+    store: &S,
+    now: u64,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    idempotency_key: Option<&str>,
+    body: &str,
+) -> Handled {
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if let Some(cookie) = cookie {
         headers.push(("cookie".to_owned(), cookie.to_owned()));
+    }
+    if let Some(key) = idempotency_key {
+        headers.push(("idempotency-key".to_owned(), key.to_owned()));
     }
     handle(
         settings,
@@ -311,13 +328,14 @@ fn a_session_that_always_conflicts_gets_409_and_nothing_changes() {
     let attempts = store.attempts.get();
     for (method, path, body_text) in [
         ("POST", "/stateless/cart/add", add_body("Pen")),
+        // Late enough that the read slides the session (a write).
         ("GET", "/stateless/cart", String::new()),
         ("DELETE", "/stateless/cart/items/0", String::new()),
     ] {
         let r = block_on(request(
             &settings,
             &store,
-            T0 + 5,
+            T0 + 500,
             method,
             path,
             Some(&cookie),
@@ -451,18 +469,78 @@ fn v1_records_are_read_and_written_as_v1() {
 }
 
 /// A byte store with value-comparing CAS (like Spin's SQLite backend and the Redis Lua script)
-/// that yields inside every operation, and records each write's TTL.
+/// that yields inside every operation, and records each write's TTL. With `lies`, its swaps
+/// answer like Spin 4.1's Redis backend: a committed swap reports failure, a swap that lost its
+/// race reports success. With `error_one_in`, every n-th operation (counted over all of them)
+/// fails, half before and half after doing its work.
 #[derive(Default)]
 struct InterleavingKv {
     map: RefCell<std::collections::HashMap<String, Vec<u8>>>,
     ttls_ms: RefCell<Vec<u64>>,
+    lies: bool,
+    error_one_in: u32,
+    ops: Cell<u32>,
+    false_failures: Cell<u32>,
+    false_successes: Cell<u32>,
+    errors: Cell<u32>,
+}
+
+/// What a fault-injecting operation does with the work it was asked for.
+enum Fault {
+    None,
+    Before,
+    After,
+}
+
+impl InterleavingKv {
+    fn lying() -> InterleavingKv {
+        InterleavingKv {
+            lies: true,
+            ..InterleavingKv::default()
+        }
+    }
+
+    fn fault(&self) -> Fault {
+        self.ops.set(self.ops.get() + 1);
+        let n = self.ops.get();
+        if self.error_one_in == 0 || n % self.error_one_in != 0 {
+            return Fault::None;
+        }
+        self.errors.set(self.errors.get() + 1);
+        if (n / self.error_one_in) % 2 == 0 {
+            Fault::Before
+        } else {
+            Fault::After
+        }
+    }
+
+    /// Runs `work` under the fault plan.
+    fn faulty<T>(&self, work: impl FnOnce() -> T) -> Result<T, StoreError> {
+        match self.fault() {
+            Fault::None => Ok(work()),
+            Fault::Before => Err(StoreError("injected before".into())),
+            Fault::After => {
+                work();
+                Err(StoreError("injected after".into()))
+            }
+        }
+    }
+
+    fn session_keys(&self) -> Vec<String> {
+        self.map
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("cartlab:session:"))
+            .cloned()
+            .collect()
+    }
 }
 
 impl cart_core::KeyValue for InterleavingKv {
     type Cas = Option<Vec<u8>>;
     async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
         yield_now().await;
-        let value = self.map.borrow().get(key).cloned();
+        let value = self.faulty(|| self.map.borrow().get(key).cloned())?;
         Ok((value.clone(), value))
     }
     async fn set_if(
@@ -473,23 +551,60 @@ impl cart_core::KeyValue for InterleavingKv {
         ttl_ms: u64,
     ) -> Result<bool, StoreError> {
         yield_now().await;
-        let mut map = self.map.borrow_mut();
-        if map.get(key) != cas.flatten().as_ref() {
-            return Ok(false);
+        let swapped = self.faulty(|| {
+            let mut map = self.map.borrow_mut();
+            if map.get(key) != cas.flatten().as_ref() {
+                return false;
+            }
+            map.insert(key.to_owned(), value.to_vec());
+            self.ttls_ms.borrow_mut().push(ttl_ms);
+            true
+        })?;
+        if self.lies {
+            let counter = if swapped {
+                &self.false_failures
+            } else {
+                &self.false_successes
+            };
+            counter.set(counter.get() + 1);
+            return Ok(!swapped);
         }
-        map.insert(key.to_owned(), value.to_vec());
-        self.ttls_ms.borrow_mut().push(ttl_ms);
-        Ok(true)
+        Ok(swapped)
+    }
+    fn confirms_swaps(&self) -> bool {
+        !self.lies
+    }
+    fn expires_keys(&self) -> bool {
+        false
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        yield_now().await;
+        self.faulty(|| self.map.borrow().get(key).cloned())
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        yield_now().await;
+        self.faulty(|| {
+            self.map.borrow_mut().insert(key.to_owned(), value.to_vec());
+        })
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        yield_now().await;
+        self.faulty(|| {
+            let mut map = self.map.borrow_mut();
+            let current: i64 = map
+                .get(key)
+                .map_or(0, |v| String::from_utf8_lossy(v).parse().unwrap());
+            map.insert(key.to_owned(), (current + delta).to_string().into_bytes());
+            current + delta
+        })
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.map.borrow_mut().remove(key);
-        Ok(())
+        self.faulty(|| {
+            self.map.borrow_mut().remove(key);
+        })
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.map.borrow().contains_key(key))
-    }
-    async fn keys(&self) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(Some(self.map.borrow().keys().cloned().collect()))
+        self.faulty(|| self.map.borrow().contains_key(key))
     }
     async fn pause(&self, millis: u64) {
         for _ in 0..millis {
@@ -554,6 +669,247 @@ fn kv_store_sixty_four_concurrent_adds_and_ttl_in_ms() {
             "",
         ));
         assert_eq!(body(&expired)["sessionId"], Value::Null);
-        assert!(store.0.map.borrow().is_empty());
+        assert!(store.0.session_keys().is_empty());
+    }
+}
+
+/// Item names in a cart answer.
+fn items(handled: &Handled) -> Vec<String> {
+    body(handled)["cart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["item"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn on_a_store_whose_swaps_lie_64_concurrent_adds_land_exactly_once() {
+    let settings = Settings::stateless();
+    for round in 0..10 {
+        let store = cart_core::KvSessionStore(InterleavingKv::lying());
+        let first = block_on(request(
+            &settings,
+            &store,
+            T0,
+            "POST",
+            "/stateless/cart/add",
+            None,
+            &add_body("first"),
+        ));
+        assert_eq!(first.response.status, 200, "{}", body(&first));
+        assert_eq!(items(&first), ["first"]);
+        let cookie = cookie_and_max_age(&first).0;
+        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+        let responses = block_on(join_all(bodies.iter().map(|b| {
+            request(
+                &settings,
+                &store,
+                T0,
+                "POST",
+                "/stateless/cart/add",
+                Some(&cookie),
+                b,
+            )
+        })));
+        for r in &responses {
+            assert_eq!(r.response.status, 200, "round {round}: {}", body(r));
+        }
+        let cart = block_on(request(
+            &settings,
+            &store,
+            T0,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ));
+        let mut names = items(&cart);
+        assert_eq!(names.len(), 65, "round {round}");
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 65, "round {round}: no item twice");
+        assert!(
+            store.0.false_failures.get() > 0 && store.0.false_successes.get() > 0,
+            "round {round}: both lies were told ({} false failures, {} false successes)",
+            store.0.false_failures.get(),
+            store.0.false_successes.get()
+        );
+    }
+}
+
+#[test]
+fn store_errors_before_or_after_a_write_never_apply_an_add_twice() {
+    let settings = Settings::stateless();
+    let store = cart_core::KvSessionStore(InterleavingKv {
+        lies: true,
+        error_one_in: 20,
+        ..InterleavingKv::default()
+    });
+    // The first add may itself meet an injected error: retry it until one answers.
+    let cookie = (0..10)
+        .find_map(|_| {
+            let first = block_on(request(
+                &settings,
+                &store,
+                T0,
+                "POST",
+                "/stateless/cart/add",
+                None,
+                &add_body("first"),
+            ));
+            (first.response.status == 200).then(|| cookie_and_max_age(&first).0)
+        })
+        .expect("a session");
+    let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+    let responses = block_on(join_all(bodies.iter().map(|b| {
+        request(
+            &settings,
+            &store,
+            T0,
+            "POST",
+            "/stateless/cart/add",
+            Some(&cookie),
+            b,
+        )
+    })));
+    let mut answered = Vec::new();
+    for (n, r) in responses.iter().enumerate() {
+        match r.response.status {
+            200 => answered.push(format!("item {n}")),
+            503 | 409 => {}
+            other => panic!("unexpected {other}: {}", body(r)),
+        }
+    }
+    assert!(store.0.errors.get() > 10, "{} errors", store.0.errors.get());
+    assert!(
+        answered.len() > 32,
+        "most adds got through: {}",
+        answered.len()
+    );
+    let cart = (0..10)
+        .map(|_| {
+            block_on(request(
+                &settings,
+                &store,
+                T0,
+                "GET",
+                "/stateless/cart",
+                Some(&cookie),
+                "",
+            ))
+        })
+        .find(|r| r.response.status == 200)
+        .expect("a read");
+    let names = items(&cart);
+    for item in &answered {
+        assert_eq!(
+            names.iter().filter(|n| *n == item).count(),
+            1,
+            "{item} answered 200: in the cart exactly once"
+        );
+    }
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "no item twice: {names:?}");
+}
+
+#[test]
+fn a_repeated_idempotency_key_replays_and_a_reused_one_is_refused() {
+    let settings = Settings::stateless();
+    let store = MemoryStore::new();
+    let send = |path: &str, cookie: Option<&str>, key: Option<&str>, body: &str| {
+        let method = if path.ends_with("/add") {
+            "POST"
+        } else {
+            "DELETE"
+        };
+        block_on(request_with(
+            &settings, &store, T0, method, path, cookie, key, body,
+        ))
+    };
+    let pen = add_body("Pen");
+    let first = send("/stateless/cart/add", None, Some("add-pen-1"), &pen);
+    assert_eq!(first.response.status, 200);
+    assert_eq!(first.response.header("idempotent-replayed"), None);
+    let cookie = cookie_and_max_age(&first).0;
+    let again = send(
+        "/stateless/cart/add",
+        Some(&cookie),
+        Some("add-pen-1"),
+        &pen,
+    );
+    assert_eq!(again.response.status, 200, "{}", body(&again));
+    assert_eq!(again.response.header("idempotent-replayed"), Some("true"));
+    assert_eq!(items(&again), ["Pen"]);
+    assert_eq!(body(&again)["cart"][0]["quantity"], 1, "added once");
+    assert!(again.response.header("set-cookie").is_some());
+
+    // The quoted form of the same key is the same key.
+    let quoted = send(
+        "/stateless/cart/add",
+        Some(&cookie),
+        Some("\"add-pen-1\""),
+        &pen,
+    );
+    assert_eq!(quoted.response.header("idempotent-replayed"), Some("true"));
+
+    let reused = send(
+        "/stateless/cart/add",
+        Some(&cookie),
+        Some("add-pen-1"),
+        &add_body("Cup"),
+    );
+    assert_eq!(reused.response.status, 422);
+    assert_eq!(body(&reused)["error"]["code"], "idempotency_key_reused");
+
+    // Without a key, the same body is a new change each time.
+    send("/stateless/cart/add", Some(&cookie), None, &add_body("Cup"));
+    let removed = send("/stateless/cart/items/0", Some(&cookie), Some("rm-1"), "");
+    assert_eq!(items(&removed), ["Cup"]);
+    let removed_again = send("/stateless/cart/items/0", Some(&cookie), Some("rm-1"), "");
+    assert_eq!(
+        removed_again.response.header("idempotent-replayed"),
+        Some("true")
+    );
+    assert_eq!(items(&removed_again), ["Cup"], "line 0 removed once");
+
+    let bad = send("/stateless/cart/add", Some(&cookie), Some("é"), &pen);
+    assert_eq!(bad.response.status, 400);
+    assert_eq!(body(&bad)["error"]["code"], "invalid_idempotency_key");
+}
+
+#[test]
+fn on_a_lying_store_reads_slide_the_session_without_conflicts() {
+    let mut settings = Settings::stateless();
+    settings.session_idle_secs = 100;
+    let store = cart_core::KvSessionStore(InterleavingKv::lying());
+    let first = block_on(request(
+        &settings,
+        &store,
+        T0,
+        "POST",
+        "/stateless/cart/add",
+        None,
+        &add_body("Pen"),
+    ));
+    let cookie = cookie_and_max_age(&first).0;
+    let writes = store.0.ttls_ms.borrow().len();
+    // Within a tenth of the idle timeout a read writes nothing; later it slides the session.
+    for (now, max_age, writes_after) in [(T0 + 5, 95, writes), (T0 + 50, 100, writes + 1)] {
+        let r = block_on(request(
+            &settings,
+            &store,
+            now,
+            "GET",
+            "/stateless/cart",
+            Some(&cookie),
+            "",
+        ));
+        assert_eq!(r.response.status, 200, "{}", body(&r));
+        assert_eq!(items(&r), ["Pen"]);
+        assert_eq!(cookie_and_max_age(&r).1, max_age, "{now}");
+        assert_eq!(store.0.ttls_ms.borrow().len(), writes_after, "{now}");
     }
 }

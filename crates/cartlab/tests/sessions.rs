@@ -62,7 +62,7 @@ async fn concurrent_adds_keep_every_line(mode: Mode) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = start(mode, Some(&redis), dir.path(), &[]);
-    for round in 0..5 {
+    for round in 0..10 {
         let shopper = std::sync::Arc::new(empty_session(&lab).await);
         let adds = (0..64).map(|n| {
             let shopper = shopper.clone();
@@ -85,15 +85,16 @@ async fn concurrent_adds_keep_every_line(mode: Mode) {
             }
         }
         let cart = shopper.cart("stateless").await;
-        let items: BTreeSet<String> = cart.items().into_iter().collect();
+        let lines = cart.items();
+        let items: BTreeSet<&String> = lines.iter().collect();
         assert!(
             refused.is_empty(),
             "{mode:?} round {round}: refused adds {refused:?}"
         );
         assert_eq!(
-            items.len(),
-            64,
-            "{mode:?} round {round}: 64 acknowledged adds must leave 64 lines"
+            (lines.len(), items.len()),
+            (64, 64),
+            "{mode:?} round {round}: 64 acknowledged adds must leave 64 lines, none twice"
         );
     }
 }
@@ -277,4 +278,50 @@ async fn a_hung_redis_gives_503_instead_of_a_hang() {
         );
         assert_eq!(shopper.cart("stateless").await.total(), 2500.0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_sessions_leave_the_key_value_store_through_its_expiry_queue() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = start(
+        Mode::KeyValueRedis,
+        Some(&redis),
+        dir.path(),
+        &["--variable", "session_idle_secs=1"],
+    );
+    // Cookie-less adds whose shoppers never come back.
+    for n in 0..40 {
+        Shopper::new(&lab)
+            .add("stateless", &format!("abandoned {n}"), 1)
+            .await;
+    }
+    let sessions = |redis: &RedisServer| -> usize {
+        redis
+            .query::<Vec<String>>(&["KEYS", "cartlab:session:*"])
+            .len()
+    };
+    assert_eq!(sessions(&redis), 40);
+    let queued: i64 = redis.query(&["GET", "cartlab:expiry:last"]);
+    assert_eq!(queued, 40, "every new session was queued for expiry");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A shopper who stays.
+    let stays = Shopper::new(&lab);
+    stays.add("stateless", "MacBook Pro", 2500).await;
+    assert_eq!(sessions(&redis), 41);
+
+    // Key-value has no TTL: the keys stay until requests sweep the queue (one request in 8
+    // sweeps up to 8 due slots). The shopper who stays keeps using the cart meanwhile.
+    let mut requests = 0;
+    while sessions(&redis) > 1 && requests < 2000 {
+        let cart = stays.cart("stateless").await;
+        assert_eq!(cart.total(), 2500.0, "the live session is never swept");
+        requests += 1;
+    }
+    assert_eq!(
+        sessions(&redis),
+        1,
+        "after {requests} requests only the live session is left"
+    );
+    eprintln!("40 abandoned sessions swept within {requests} requests");
 }
