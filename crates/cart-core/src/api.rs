@@ -100,9 +100,10 @@ pub async fn handle<S: SessionStore>(
         now: now_unix_secs,
     };
     let reply = route(&cx, &req).await.unwrap_or_else(Reply::error);
-    // Housekeeping for stores without native expiry, on a small share of requests that found
-    // the store working; bounded work, and its failure is not this request's.
-    if reply.status < 500 && sweep_due() {
+    // Housekeeping for stores without native expiry, on a share of the requests that wrote to
+    // the store (a read that writes nothing stays one store read); bounded work, and its
+    // failure is not this request's.
+    if reply.wrote && reply.status < 500 && sweep_due() {
         let _ = store.sweep(now_unix_secs, &settings.lifetime()).await;
     }
     let crash = reply.crash;
@@ -186,9 +187,10 @@ pub const MAX_ATTEMPTS: u32 = 12;
 /// jitter"), so colliding requests spread out instead of colliding again.
 const BACKOFF_BASE_MS: u64 = 2;
 const BACKOFF_CAP_MS: u64 = 256;
-/// One request in this many also sweeps the expiry queue (stores without native expiry).
-/// With [`crate::expiry::SWEEP_BATCH`] slots a sweep, the queue drains a slot per request on
-/// average: at least as fast as requests can fill it.
+/// One request in this many of those that wrote also sweeps the expiry queue (stores without
+/// native expiry). With [`crate::expiry::SWEEP_BATCH`] slots a sweep, the queue drains a slot
+/// per write on average, as fast as writes can fill it: a slot is queued when a session is
+/// created, and queued again only for a session written since its slot was queued.
 pub const SWEEP_ONE_IN: u32 = 8;
 /// Reading a session rewrites it (sliding its expiry) only once this share of the idle timeout
 /// has passed since it was last written: most reads cost one store read, and the cookie's
@@ -298,7 +300,11 @@ async fn update_session<S: SessionStore>(
         if let Some((id, record, _)) = &found
             && let Some(reply) = settled(cx, id, record, op.as_ref(), attempt == 0)?
         {
-            return Ok(reply);
+            return Ok(if written.is_some() {
+                reply.wrote()
+            } else {
+                reply
+            });
         }
         let (id, mut record, expected) = match found.take() {
             Some((id, record, version)) => (id, record, Some(version)),
@@ -345,7 +351,7 @@ async fn update_session<S: SessionStore>(
         let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
         match cx.store.save_if(&id, &record, expected, remaining).await {
             Ok(true) if cx.store.confirms_writes() => {
-                return Ok(session_reply(cx, &id, &record, false));
+                return Ok(session_reply(cx, &id, &record, false).wrote());
             }
             Ok(_) => write_error = None,
             Err(e) => write_error = Some(e),
@@ -354,7 +360,7 @@ async fn update_session<S: SessionStore>(
         if let Some((id, record, _)) = &load_live(cx, id.clone()).await?
             && let Some(reply) = settled(cx, id, record, op.as_ref(), false)?
         {
-            return Ok(reply);
+            return Ok(reply.wrote());
         }
         written = Some(id);
     }
@@ -693,6 +699,8 @@ struct Reply {
     retry_after: bool,
     /// The answer to a repeated `Idempotency-Key`: the change was applied before.
     replayed: bool,
+    /// This request wrote to the session store.
+    wrote: bool,
     crash: bool,
 }
 
@@ -706,6 +714,7 @@ impl Reply {
             allow: None,
             retry_after: false,
             replayed: false,
+            wrote: false,
             crash: false,
         }
     }
@@ -721,8 +730,14 @@ impl Reply {
                 ErrorCode::StoreUnavailable | ErrorCode::Conflict
             ),
             replayed: false,
+            wrote: false,
             crash: false,
         }
+    }
+
+    fn wrote(mut self) -> Reply {
+        self.wrote = true;
+        self
     }
 
     fn into_response(self, instance: &Instance) -> Response {

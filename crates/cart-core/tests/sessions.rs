@@ -503,11 +503,11 @@ impl InterleavingKv {
     fn fault(&self) -> Fault {
         self.ops.set(self.ops.get() + 1);
         let n = self.ops.get();
-        if self.error_one_in == 0 || n % self.error_one_in != 0 {
+        if self.error_one_in == 0 || !n.is_multiple_of(self.error_one_in) {
             return Fault::None;
         }
         self.errors.set(self.errors.get() + 1);
-        if (n / self.error_one_in) % 2 == 0 {
+        if (n / self.error_one_in).is_multiple_of(2) {
             Fault::Before
         } else {
             Fault::After

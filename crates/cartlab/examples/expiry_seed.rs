@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
         while written < count {
             let mut pipe = redis::pipe();
             for _ in 0..BATCH.min(count - written) {
-                let id = SessionId::generate()?;
+                let id =
+                    SessionId::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
                 let mut record = SessionRecord::new(touched);
                 record.cart.add("MacBook Pro".into(), Cents(250_000), 1)?;
                 let entry = Entry {
