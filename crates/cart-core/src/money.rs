@@ -79,7 +79,8 @@ pub fn parse_price(text: &str) -> Result<Cents, PriceError> {
     }
     // A nonzero value with an exponent too long to parse is absurdly large or small.
     let exponent: i64 = match number.exp.parse::<i64>() {
-        Ok(e) if e.abs() <= 1_000 => e,
+        // A range, not `abs()`: `abs` of i64::MIN overflows (`1e-9223372036854775808`).
+        Ok(e) if (-1_000..=1_000).contains(&e) => e,
         _ if number.exp.starts_with('-') => return Err(PriceError::TooPrecise),
         _ => return Err(PriceError::TooLarge),
     };
@@ -210,6 +211,9 @@ mod tests {
             ("0.001", PriceError::TooPrecise),
             ("1e-3", PriceError::TooPrecise),
             ("1e-99999999999999999999", PriceError::TooPrecise),
+            // i64::MIN and MAX as exponents: the first was once accepted as $0 (abs overflow).
+            ("12.999e-9223372036854775808", PriceError::TooPrecise),
+            ("1e9223372036854775807", PriceError::TooLarge),
             ("-1", PriceError::Negative),
             ("-0.5", PriceError::Negative),
             ("1000000.01", PriceError::TooLarge),
