@@ -16,7 +16,7 @@
 //! repeat, so two sweeps walking the same slots at once do no harm.
 
 use crate::session::{Lifetime, SessionRecord};
-use crate::store::{KeyValue, KvSessionStore, StoreError, TOMBSTONE};
+use crate::store::{KeyValue, StoreError, TOMBSTONE, bury};
 use serde::{Deserialize, Serialize};
 
 /// The counter of the newest slot handed out (0 or absent: none yet).
@@ -58,12 +58,11 @@ pub async fn enqueue<K: KeyValue>(kv: &K, key: &str, due: u64) -> Result<(), Sto
 
 /// Handles up to `batch` due slots; returns how many sessions it removed.
 pub async fn sweep<K: KeyValue>(
-    store: &KvSessionStore<K>,
+    kv: &K,
     now: u64,
     lifetime: &Lifetime,
     batch: usize,
 ) -> Result<usize, StoreError> {
-    let kv = &store.0;
     // `increment` by 0 reads the counter whatever its stored format (Spin's SQLite backend
     // keeps counters as 8 bytes, its Redis backend as decimal text).
     let last = kv.increment(QUEUE_LAST, 0).await?;
@@ -76,7 +75,7 @@ pub async fn sweep<K: KeyValue>(
         None => 1,
     };
     let mut cursor = start;
-    let walked = walk(store, now, lifetime, batch, last, &mut cursor).await;
+    let walked = walk(kv, now, lifetime, batch, last, &mut cursor).await;
     // Saved even after an error, so the slots already deleted are not walked again.
     if cursor != start {
         let saved = kv.set(QUEUE_CURSOR, cursor.to_string().as_bytes()).await;
@@ -88,14 +87,13 @@ pub async fn sweep<K: KeyValue>(
 }
 
 async fn walk<K: KeyValue>(
-    store: &KvSessionStore<K>,
+    kv: &K,
     now: u64,
     lifetime: &Lifetime,
     batch: usize,
     last: i64,
     cursor: &mut i64,
 ) -> Result<usize, StoreError> {
-    let kv = &store.0;
     let mut removed = 0;
     for _ in 0..batch {
         if *cursor > last {
@@ -109,7 +107,7 @@ async fn walk<K: KeyValue>(
                 // Like `is_expired`: a session expires strictly after its deadline.
                 Ok(entry) if entry.due >= now => break,
                 Ok(entry) => {
-                    removed += settle(store, &entry.key, now, lifetime).await?;
+                    removed += settle(kv, &entry.key, now, lifetime).await?;
                     kv.delete(&slot).await?;
                 }
                 // Not written by this code: nothing to settle.
@@ -125,32 +123,33 @@ async fn walk<K: KeyValue>(
 /// expired, unreadable or a tombstone (1), or queues it again at its current deadline if it is
 /// still in use (0).
 async fn settle<K: KeyValue>(
-    store: &KvSessionStore<K>,
+    kv: &K,
     key: &str,
     now: u64,
     lifetime: &Lifetime,
 ) -> Result<usize, StoreError> {
-    let (bytes, cas) = store.0.get_cas(key).await?;
+    let (bytes, cas) = kv.get_cas(key).await?;
     let Some(bytes) = bytes else {
         return Ok(0);
     };
     if bytes == TOMBSTONE {
-        store.0.delete(key).await?;
+        kv.delete(key).await?;
         return Ok(1);
     }
     match SessionRecord::from_json(&bytes) {
         Ok(record) if !record.is_expired(now, lifetime) => {
-            enqueue(&store.0, key, record.deadline(lifetime)).await?;
+            enqueue(kv, key, record.deadline(lifetime)).await?;
             Ok(0)
         }
         // Expired, or unreadable (which `load` treats as absent, so nobody would ever remove it).
-        _ => Ok(usize::from(store.bury(key, cas).await?)),
+        _ => Ok(usize::from(bury(kv, key, cas).await?)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_sessions::KvSessionStore;
     use crate::session::SessionId;
     use crate::store::{MemoryKeyValue, SESSION_KEY_PREFIX, SessionStore, session_key};
     use futures::executor::block_on;

@@ -21,6 +21,7 @@ pub mod cookie;
 pub mod error;
 pub mod expiry;
 pub mod idempotency;
+pub mod kv_sessions;
 pub mod money;
 pub mod session;
 pub mod settings;
@@ -35,10 +36,10 @@ pub use error::{ApiError, ErrorCode};
 pub use idempotency::{
     IDEMPOTENCY_KEY_HEADER, OpStamp, Operation, REMEMBERED_OPS, REPLAYED_HEADER,
 };
+pub use kv_sessions::KvSessionStore;
 pub use money::Cents;
 pub use session::{Lifetime, SessionId, SessionRecord};
 pub use settings::{ConfigError, Settings, StoreMode, VARIABLE_NAMES};
 pub use store::{
-    KeyValue, KvSessionStore, MemoryKeyValue, MemoryStore, SessionStore, StoreError, TOMBSTONE,
-    session_key,
+    KeyValue, MemoryKeyValue, MemoryStore, SessionStore, StoreError, TOMBSTONE, session_key,
 };

@@ -1,6 +1,6 @@
 //! Where sessions live: the [`SessionStore`] trait (conditional writes only), the in-memory
-//! store of the stateful component, and [`KvSessionStore`], which keeps versioned JSON records
-//! in any byte key-value store with compare-and-swap (`wasi:keyvalue` or Redis through
+//! store of the stateful component, and the [`KeyValue`] byte store with compare-and-swap that
+//! `crate::kv_sessions::KvSessionStore` keeps records in (`wasi:keyvalue` or Redis through
 //! `spin:redis` in the stateless component).
 
 use crate::session::{Lifetime, SessionId, SessionRecord};
@@ -224,104 +224,20 @@ pub const TOMBSTONE: &[u8] = b"";
 /// How long a tombstone may live in a store with native expiry (it is deleted at once anyway).
 const TOMBSTONE_TTL_MS: u64 = 60_000;
 
-/// Sessions as versioned JSON records under `cartlab:session:<id>` in a [`KeyValue`] store,
-/// every write a compare-and-swap against the bytes read.
-#[derive(Debug, Default)]
-pub struct KvSessionStore<K>(pub K);
-
-impl<K: KeyValue> KvSessionStore<K> {
-    /// Tombstones `key` if it still holds what `cas` saw, then deletes it. Whatever the swap
-    /// answers, the key is deleted only once it is seen holding the tombstone: on a store whose
-    /// swap can report success for a write that did not happen, an unconditional delete could
-    /// remove a session just written by another request.
-    pub(crate) async fn bury(&self, key: &str, cas: K::Cas) -> Result<bool, StoreError> {
-        let swapped = self
-            .0
-            .set_if(key, Some(cas), TOMBSTONE, TOMBSTONE_TTL_MS)
-            .await;
-        let buried = match swapped {
-            Ok(true) if self.0.confirms_swaps() => true,
-            _ => self.0.get(key).await?.as_deref() == Some(TOMBSTONE),
-        };
-        if buried {
-            self.0.delete(key).await?;
-        }
-        Ok(buried)
+/// Tombstones `key` if it still holds what `cas` saw, then deletes it; returns whether it did.
+/// Whatever the swap answers, the key is deleted only once it is seen holding the tombstone: on
+/// a store whose swap can report success for a write that did not happen, an unconditional
+/// delete could remove a session just written by another request.
+pub(crate) async fn bury<K: KeyValue>(kv: &K, key: &str, cas: K::Cas) -> Result<bool, StoreError> {
+    let swapped = kv.set_if(key, Some(cas), TOMBSTONE, TOMBSTONE_TTL_MS).await;
+    let buried = match swapped {
+        Ok(true) if kv.confirms_swaps() => true,
+        _ => kv.get(key).await?.as_deref() == Some(TOMBSTONE),
+    };
+    if buried {
+        kv.delete(key).await?;
     }
-
-    /// The record stored under `key` (a session key) and a token for a write conditional on
-    /// it. A record that cannot be read (corrupt, a tombstone, or a version this code does not
-    /// know) counts as absent: the client gets a fresh session (under a new id) rather than an
-    /// error on every request.
-    pub(crate) async fn load_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<(SessionRecord, K::Cas)>, StoreError> {
-        let (bytes, cas) = self.0.get_cas(key).await?;
-        Ok(bytes
-            .and_then(|b| SessionRecord::from_json(b).ok())
-            .map(|record| (record, cas)))
-    }
-}
-
-impl<K: KeyValue> SessionStore for KvSessionStore<K> {
-    type Version = K::Cas;
-
-    async fn load(&self, id: &SessionId) -> Result<Option<(SessionRecord, K::Cas)>, StoreError> {
-        self.load_key(&session_key(id)).await
-    }
-
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<K::Cas>,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        let ttl_ms = ttl_secs.max(1).saturating_mul(1000);
-        self.0
-            .set_if(
-                &session_key(id),
-                expected,
-                record.to_json().as_bytes(),
-                ttl_ms,
-            )
-            .await
-    }
-
-    fn confirms_writes(&self) -> bool {
-        self.0.confirms_swaps()
-    }
-
-    async fn delete_if(&self, id: &SessionId, expected: K::Cas) -> Result<bool, StoreError> {
-        self.bury(&session_key(id), expected).await
-    }
-
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.0.delete(&session_key(id)).await
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        self.0.exists(HEALTH_KEY).await.map(|_| ())
-    }
-
-    async fn track_expiry(&self, id: &SessionId, deadline: u64) -> Result<(), StoreError> {
-        if self.0.expires_keys() {
-            return Ok(());
-        }
-        crate::expiry::enqueue(&self.0, &session_key(id), deadline).await
-    }
-
-    async fn sweep(&self, now_unix_secs: u64, lifetime: &Lifetime) -> Result<usize, StoreError> {
-        if self.0.expires_keys() {
-            return Ok(0);
-        }
-        crate::expiry::sweep(self, now_unix_secs, lifetime, crate::expiry::SWEEP_BATCH).await
-    }
-
-    async fn pause(&self, millis: u64) {
-        self.0.pause(millis).await
-    }
+    Ok(buried)
 }
 
 /// A byte store in memory whose CAS compares values, as Spin's SQLite backend and cartlab's
@@ -407,73 +323,7 @@ impl KeyValue for MemoryKeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Cents;
     use futures::executor::block_on;
-
-    #[test]
-    fn kv_store_keeps_versioned_json_under_prefixed_key() {
-        block_on(async {
-            let store = KvSessionStore(MemoryKeyValue::default());
-            let id = SessionId::generate().unwrap();
-            let mut record = SessionRecord::new(5);
-            record.cart.add("Pen".into(), Cents(150), 2).unwrap();
-            assert!(store.save_if(&id, &record, None, 60).await.unwrap());
-
-            let key = format!("cartlab:session:{}", id.as_str());
-            let raw = store.0.0.borrow().get(&key).cloned().unwrap();
-            assert!(raw.starts_with(br#"{"v":1,"#));
-            let (loaded, _) = store.load(&id).await.unwrap().unwrap();
-            assert_eq!(loaded, record);
-
-            store
-                .0
-                .0
-                .borrow_mut()
-                .insert(key.clone(), b"garbage".to_vec());
-            assert!(store.load(&id).await.unwrap().is_none());
-
-            store.delete(&id).await.unwrap();
-            assert!(store.0.0.borrow().is_empty());
-            store.check().await.unwrap();
-        });
-    }
-
-    #[test]
-    fn kv_writes_are_conditional_on_the_version_read() {
-        block_on(async {
-            let store = KvSessionStore(MemoryKeyValue::default());
-            let id = SessionId::generate().unwrap();
-            let first = SessionRecord::new(1);
-            assert!(store.save_if(&id, &first, None, 60).await.unwrap());
-            assert!(
-                !store.save_if(&id, &first, None, 60).await.unwrap(),
-                "create only if absent"
-            );
-            let (_, a) = store.load(&id).await.unwrap().unwrap();
-            let (_, b) = store.load(&id).await.unwrap().unwrap();
-            let mut second = first.clone();
-            second.cart.add("Pen".into(), Cents(1), 1).unwrap();
-            assert!(store.save_if(&id, &second, Some(a), 60).await.unwrap());
-            let mut stale = first.clone();
-            stale.cart.add("Cup".into(), Cents(1), 1).unwrap();
-            assert!(
-                !store.save_if(&id, &stale, Some(b), 60).await.unwrap(),
-                "a write based on a stale read is refused"
-            );
-            assert_eq!(store.load(&id).await.unwrap().unwrap().0, second);
-
-            // delete_if: refused once the record changed, done while unchanged.
-            let (_, old) = store.load(&id).await.unwrap().unwrap();
-            let (_, current) = store.load(&id).await.unwrap().unwrap();
-            let mut third = second.clone();
-            third.touched = 9;
-            assert!(store.save_if(&id, &third, Some(current), 60).await.unwrap());
-            assert!(!store.delete_if(&id, old).await.unwrap());
-            let (_, current) = store.load(&id).await.unwrap().unwrap();
-            assert!(store.delete_if(&id, current).await.unwrap());
-            assert!(store.0.0.borrow().is_empty());
-        });
-    }
 
     #[test]
     fn memory_store_round_trip() {

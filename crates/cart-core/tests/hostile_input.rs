@@ -426,7 +426,10 @@ fn rows() -> Vec<Row> {
         invalid_price("1e-3", "1e-3"),
         invalid_price("25 decimals", "1.0000000000000000000000001"),
         invalid_price("tiny exponent", "1e-99999999999999999999999"),
-        invalid_price("i64::MIN exponent (abs() overflow)", "12.999e-9223372036854775808"),
+        invalid_price(
+            "i64::MIN exponent (abs() overflow)",
+            "12.999e-9223372036854775808",
+        ),
         invalid_price("i64::MAX exponent", "1e9223372036854775807"),
         // ---- control characters and huge unicode in names ----
         invalid_item("empty name", r#""""#),
