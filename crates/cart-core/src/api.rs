@@ -277,7 +277,9 @@ impl Change {
 /// whatever the store answered (unless it [confirms](SessionStore::confirms_writes) a
 /// success), read the record back: the change is done when the record holds its operation id.
 /// If not, back off (with jitter) and go again from what was read, at most [`MAX_ATTEMPTS`]
-/// writes, then 409 `conflict` (or 503 if the last write failed): nothing applied.
+/// writes, then 409 `conflict` (503 if the last write failed): the last read showed the change
+/// not applied. A read that fails is 503 at once, and then the change may have been applied
+/// by a write before it: a client that must know retries with the same `Idempotency-Key`.
 async fn update_session<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,

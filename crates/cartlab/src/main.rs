@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use cartlab::fleet::{FleetOptions, Routing};
+use cartlab::kv::faults::FaultSpec;
 use cartlab::lab::LabAccess;
 use cartlab::pool::{ReusePolicy, Sampled, parse_duration};
 use cartlab::up::{UpOptions, load};
@@ -73,6 +74,7 @@ impl AppArgs {
             disable_pooling: false,
             disable_cache: false,
             max_instance_memory: None,
+            kv_faults: FaultSpec::default(),
         })
     }
 }
@@ -166,6 +168,13 @@ struct UpArgs {
     /// Who may use the /_lab/ admin API (instances, recycling, events).
     #[arg(long, value_enum, default_value_t = LabAccess::Loopback)]
     lab_api: LabAccess,
+    /// Lab only: key-value stores misbehave on purpose, a comma-separated list of
+    /// `spin-4.1` (redis stores answer compare-and-swap inverted and `set` wipes the TTL,
+    /// like Spin 4.1's Redis backend), `error-rate=P` (each operation fails with
+    /// probability P; writes before or after being applied), `slow-writes=DURATION` (each
+    /// write is applied, then answered after DURATION) [default: none].
+    #[arg(long, value_name = "SPEC", value_parser = clap::value_parser!(FaultSpec))]
+    kv_faults: Option<FaultSpec>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -283,6 +292,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         disable_pooling: args.disable_pooling,
         disable_cache: args.disable_cache,
         max_instance_memory: args.max_instance_memory,
+        kv_faults: args.kv_faults.unwrap_or_default(),
         ..args.app.options()?
     };
     let loaded = load(&options).await?;
@@ -291,7 +301,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     for (label, store) in &loaded.stores {
-        tracing::info!(%label, store = %store.describe(), "key-value store");
+        match &loaded.faults {
+            Some(faults) => tracing::info!(
+                %label,
+                store = %store.describe(),
+                faults = %faults.applied_to(store),
+                "key-value store"
+            ),
+            None => tracing::info!(%label, store = %store.describe(), "key-value store"),
+        }
     }
     tracing::info!(
         app = %loaded.manifest.name,
@@ -301,6 +319,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         instances = ?options.fleet.map(|fleet| fleet.instances),
         routing = ?options.fleet.map(|fleet| fleet.routing.to_string()),
         lab_api = ?options.lab_access,
+        kv_faults = %options.kv_faults,
         "cartlab up ready"
     );
     // The same summary `spin up` prints; tests read the address from it. A
@@ -331,6 +350,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     .await?;
     for runtime in loaded.app.components.values() {
         runtime.context.begin_shutdown();
+    }
+    if let Some(faults) = &loaded.faults {
+        faults.log_summary();
     }
     tracing::info!("stopped");
     Ok(())

@@ -4,6 +4,7 @@
 
 use crate::fleet::{Fleet, FleetOptions};
 use crate::instance::{ComponentGrants, InstanceState};
+use crate::kv::faults::{FaultSpec, Faults};
 use crate::lab::{Lab, LabAccess};
 use crate::manifest::AppManifest;
 use crate::outbound::AllowedHosts;
@@ -40,6 +41,8 @@ pub struct UpOptions {
     pub disable_pooling: bool,
     pub disable_cache: bool,
     pub max_instance_memory: Option<usize>,
+    /// Lab only (`--kv-faults`): faults the key-value stores inject on purpose.
+    pub kv_faults: FaultSpec,
 }
 
 /// A loaded application, ready to serve.
@@ -47,6 +50,8 @@ pub struct LoadedApp {
     pub manifest: AppManifest,
     pub app: Arc<App>,
     pub stores: BTreeMap<String, StoreConfig>,
+    /// The injected faults and their counts; `None` without `--kv-faults`.
+    pub faults: Option<Arc<Faults>>,
 }
 
 fn engine(options: &UpOptions) -> anyhow::Result<Engine> {
@@ -112,7 +117,8 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
 
     let engine = engine(options)?;
     let linker = linker(&engine)?;
-    let stores = open_stores(&manifest, &runtime_config).await?;
+    let faults = (!options.kv_faults.is_none()).then(|| Faults::new(options.kv_faults));
+    let stores = open_stores(&manifest, &runtime_config, faults.as_ref()).await?;
 
     let lab = Arc::new(Lab::new(options.lab_access));
     let mut components = BTreeMap::new();
@@ -192,12 +198,14 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
             lab,
         }),
         stores: store_configs,
+        faults,
     })
 }
 
 async fn open_stores(
     manifest: &AppManifest,
     runtime_config: &RuntimeConfig,
+    faults: Option<&Arc<Faults>>,
 ) -> anyhow::Result<BTreeMap<String, Arc<dyn crate::kv::KvBackend>>> {
     let mut stores = BTreeMap::new();
     let granted: std::collections::BTreeSet<&String> = manifest
@@ -209,10 +217,23 @@ async fn open_stores(
         let config = runtime_config.key_value.get(label).with_context(|| {
             format!("key-value store `{label}` is granted but not defined in the runtime config")
         })?;
-        let backend = crate::kv::open(label, config)
+        let backend = crate::kv::open(label, config, faults)
             .await
             .with_context(|| format!("cannot open key-value store `{label}`"))?;
         stores.insert(label.clone(), backend);
+    }
+    if let Some(faults) = faults
+        && faults.spec().spin_4_1
+        && !stores.keys().any(|label| {
+            matches!(
+                runtime_config.key_value.get(label),
+                Some(StoreConfig::Redis { .. })
+            )
+        })
+    {
+        tracing::warn!(
+            "--kv-faults spin-4.1 applies to no store: no key-value store in use is type = \"redis\""
+        );
     }
     Ok(stores)
 }

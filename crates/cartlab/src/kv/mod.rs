@@ -4,6 +4,7 @@
 //! Every method returns a `'static` boxed future so the host can call it from a `'static`
 //! host-call future without borrowing the backend.
 
+pub mod faults;
 pub mod redis;
 pub mod sqlite;
 
@@ -91,10 +92,17 @@ pub trait KvBackend: Send + Sync + 'static {
 /// Opens the store for `label`. Never contacts Redis: a Redis that is down at start-up
 /// makes individual operations fail with [`KvError::Unavailable`] until it comes back.
 /// SQLite files (and their parent directories) are created here, so a bad path fails
-/// start-up.
-pub async fn open(label: &str, config: &StoreConfig) -> Result<Arc<dyn KvBackend>> {
-    Ok(match config {
-        StoreConfig::Redis { url } => Arc::new(redis::RedisBackend::new(url)?),
+/// start-up. `faults` (lab only, `--kv-faults`) makes the store misbehave on purpose.
+pub async fn open(
+    label: &str,
+    config: &StoreConfig,
+    faults: Option<&Arc<faults::Faults>>,
+) -> Result<Arc<dyn KvBackend>> {
+    let backend: Arc<dyn KvBackend> = match config {
+        StoreConfig::Redis { url } => {
+            let ttl = faults.map_or(faults::SetTtl::Keep, |f| f.set_ttl(label, config));
+            Arc::new(redis::RedisBackend::with_ttl(url, ttl)?)
+        }
         StoreConfig::Sqlite { path } => {
             let (label, path) = (label.to_owned(), path.clone());
             // Opening runs migrations and may touch the disk: keep it off the async threads.
@@ -104,6 +112,10 @@ pub async fn open(label: &str, config: &StoreConfig) -> Result<Arc<dyn KvBackend
             .await??;
             Arc::new(backend)
         }
+    };
+    Ok(match faults {
+        Some(faults) => faults.wrap(label, config, backend),
+        None => backend,
     })
 }
 

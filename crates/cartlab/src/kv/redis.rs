@@ -1,6 +1,10 @@
 //! Redis key-value backend, storing like Spin's (`crates/key-value-redis`): each key under
-//! its own name (no prefix, the label is ignored), plain GET / SET / DEL / EXISTS.
+//! its own name (no prefix, the label is ignored), plain GET / DEL / EXISTS.
 //! `get_keys` uses SCAN rather than Spin's KEYS so a large database is not blocked.
+//!
+//! Writes keep a TTL the key already has (`SET ... KEEPTTL`, so Redis >= 6): key-value has no
+//! expiry of its own, and a write through it should not cancel one set outside it. Spin 4.1's
+//! plain `SET` drops the TTL; `cartlab up --kv-faults spin-4.1` reproduces that ([`SetTtl`]).
 //!
 //! Availability: nothing connects at start-up. A `ConnectionManager` is created lazily and
 //! every operation is bounded (connect 500 ms, whole operation 800 ms, so a request that
@@ -18,6 +22,7 @@ use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
 
+use super::faults::{FaultKind, SetTtl};
 use super::{KeyPage, KeyValues, KvBackend, KvError};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -34,11 +39,17 @@ struct Inner {
     client: Client,
     shown: String,
     manager: Mutex<Option<ConnectionManager>>,
+    ttl: SetTtl,
 }
 
 impl RedisBackend {
-    /// Validates `url`; does not connect.
+    /// Validates `url`; does not connect. Writes keep the keys' TTLs.
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_ttl(url, SetTtl::Keep)
+    }
+
+    /// Like [`new`](Self::new), with the given treatment of TTLs on writes.
+    pub fn with_ttl(url: &str, ttl: SetTtl) -> Result<Self> {
         let client = Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
         let info = client.get_connection_info();
         let shown = format!("redis {}", info.addr());
@@ -47,6 +58,7 @@ impl RedisBackend {
                 client,
                 shown,
                 manager: Mutex::new(None),
+                ttl,
             }),
         })
     }
@@ -63,6 +75,23 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// The script flag for [`CAS_SCRIPT`] and [`SET_SCRIPT`].
+    fn ttl_flag(&self) -> &'static str {
+        match self.ttl {
+            SetTtl::Keep => "keepttl",
+            SetTtl::Wipe(_) => "wipe",
+        }
+    }
+
+    /// Reports TTLs a write dropped (only under [`SetTtl::Wipe`]).
+    fn report_wiped(&self, op: &'static str, wiped: i64) {
+        if let SetTtl::Wipe(reporter) = &self.ttl {
+            for _ in 0..wiped {
+                reporter.record(FaultKind::TtlWiped, op);
+            }
+        }
+    }
+
     fn manager(&self) -> Result<ConnectionManager, KvError> {
         let mut slot = self
             .manager
@@ -131,7 +160,9 @@ pub fn connection_config() -> redis::AsyncConnectionConfig {
 
 /// Compare-and-swap in one atomic server-side step (no WATCH/MULTI round trips).
 /// KEYS[1]: key; ARGV[1]: "1" if a value is expected, "0" if the key must be absent;
-/// ARGV[2]: expected bytes; ARGV[3]: new value. Returns 1 if written, 0 otherwise.
+/// ARGV[2]: expected bytes; ARGV[3]: new value; ARGV[4]: "keepttl" to keep the key's TTL,
+/// "wipe" for a plain SET. Returns 0 if not written, 1 if written, 2 if written and a TTL
+/// was dropped.
 const CAS_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -139,8 +170,30 @@ if ARGV[1] == '1' then
 elseif current then
   return 0
 end
+if ARGV[4] == 'keepttl' then
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+  return 1
+end
+local had_ttl = redis.call('PTTL', KEYS[1]) >= 0
 redis.call('SET', KEYS[1], ARGV[3])
+if had_ttl then return 2 end
 return 1
+";
+
+/// Sets every key in KEYS to the value at the same position in ARGV[2..] atomically;
+/// ARGV[1] as in [`CAS_SCRIPT`]. Returns how many TTLs were dropped. Used for `set` under
+/// "wipe" (to know whether a TTL was lost) and for `set_many` (MSET has no KEEPTTL).
+const SET_SCRIPT: &str = r"
+local wiped = 0
+for i, key in ipairs(KEYS) do
+  if ARGV[1] == 'keepttl' then
+    redis.call('SET', key, ARGV[i + 1], 'KEEPTTL')
+  else
+    if redis.call('PTTL', key) >= 0 then wiped = wiped + 1 end
+    redis.call('SET', key, ARGV[i + 1])
+  end
+end
+return wiped
 ";
 
 fn is_unavailable(e: &RedisError) -> bool {
@@ -157,12 +210,33 @@ impl KvBackend for RedisBackend {
     }
 
     fn set(&self, key: String, value: Vec<u8>) -> BoxFuture<'static, Result<(), KvError>> {
-        self.run(move |mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .query_async(&mut c)
-                .await
+        if let SetTtl::Keep = self.inner.ttl {
+            return self.run(move |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("KEEPTTL")
+                    .query_async(&mut c)
+                    .await
+            });
+        }
+        let inner = self.inner.clone();
+        let flag = self.inner.ttl_flag();
+        Box::pin(async move {
+            let wiped: i64 = inner
+                .run(move |mut c| async move {
+                    redis::cmd("EVAL")
+                        .arg(SET_SCRIPT)
+                        .arg(1)
+                        .arg(key)
+                        .arg(flag)
+                        .arg(value)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            inner.report_wiped("set", wiped);
+            Ok(())
         })
     }
 
@@ -251,21 +325,31 @@ impl KvBackend for RedisBackend {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> BoxFuture<'static, Result<bool, KvError>> {
-        self.run(move |mut c| async move {
-            let (flag, expected) = match expected {
-                Some(v) => ("1", v),
-                None => ("0", Vec::new()),
-            };
-            let written: i64 = redis::cmd("EVAL")
-                .arg(CAS_SCRIPT)
-                .arg(1)
-                .arg(key)
-                .arg(flag)
-                .arg(expected)
-                .arg(new)
-                .query_async(&mut c)
+        let inner = self.inner.clone();
+        let ttl_flag = self.inner.ttl_flag();
+        Box::pin(async move {
+            let written: i64 = inner
+                .run(move |mut c| async move {
+                    let (flag, expected) = match expected {
+                        Some(v) => ("1", v),
+                        None => ("0", Vec::new()),
+                    };
+                    redis::cmd("EVAL")
+                        .arg(CAS_SCRIPT)
+                        .arg(1)
+                        .arg(key)
+                        .arg(flag)
+                        .arg(expected)
+                        .arg(new)
+                        .arg(ttl_flag)
+                        .query_async(&mut c)
+                        .await
+                })
                 .await?;
-            Ok(written == 1)
+            if written == 2 {
+                inner.report_wiped("compare_and_swap", 1);
+            }
+            Ok(written != 0)
         })
     }
 
@@ -287,12 +371,25 @@ impl KvBackend for RedisBackend {
         if key_values.is_empty() {
             return Box::pin(async { Ok(()) });
         }
-        self.run(move |mut c| async move {
-            let mut cmd = redis::cmd("MSET");
-            for (key, value) in key_values {
-                cmd.arg(key).arg(value);
-            }
-            cmd.query_async(&mut c).await
+        let inner = self.inner.clone();
+        let flag = self.inner.ttl_flag();
+        Box::pin(async move {
+            let wiped: i64 = inner
+                .run(move |mut c| async move {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(SET_SCRIPT).arg(key_values.len());
+                    for (key, _) in &key_values {
+                        cmd.arg(key);
+                    }
+                    cmd.arg(flag);
+                    for (_, value) in key_values {
+                        cmd.arg(value);
+                    }
+                    cmd.query_async(&mut c).await
+                })
+                .await?;
+            inner.report_wiped("set_many", wiped);
+            Ok(())
         })
     }
 

@@ -386,7 +386,7 @@ mod tests {
         let cfg = crate::runtime_config::StoreConfig::Sqlite {
             path: Some(dir.path().join("s/kv.db")),
         };
-        let b = super::super::open("default", &cfg).await.unwrap();
+        let b = super::super::open("default", &cfg, None).await.unwrap();
         b.set("k".into(), b"v".to_vec()).await.unwrap();
         assert_eq!(b.get("k".into()).await.unwrap(), Some(b"v".to_vec()));
         assert!(b.describe().contains("kv.db"));

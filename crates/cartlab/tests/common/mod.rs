@@ -232,7 +232,21 @@ impl Shopper {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        self.send_keyed(method, path, body, None).await
+    }
+
+    /// [`Shopper::send`] with an `Idempotency-Key`, so that a retry applies the change once.
+    pub async fn send_keyed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Answer {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
