@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::manifest::{AppManifest, BuildDecl, ComponentDecl};
+use crate::app::manifest::{AppManifest, BuildDecl, ComponentDecl};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildNeed {

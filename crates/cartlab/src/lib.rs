@@ -1,6 +1,7 @@
 //! The cartlab lab host: runs a Spin app's components on wasmtime with Spin's
 //! semantics (routes, key-value, variables, instance reuse), split by concern.
 
+pub mod app;
 pub mod bindings;
 pub mod client;
 pub mod component_build;
@@ -11,15 +12,11 @@ pub mod instance;
 pub mod kv;
 pub mod lab;
 pub mod lab_api;
-pub mod manifest;
 pub mod outbound;
 pub mod pool;
-pub mod routes;
-pub mod runtime_config;
 pub mod server;
 pub mod spin_host;
 pub mod spin_redis;
 pub mod testing;
 pub mod up;
-pub mod variables;
 pub mod wasi_keyvalue;

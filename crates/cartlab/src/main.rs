@@ -47,10 +47,10 @@ struct AppArgs {
     state_dir: Option<PathBuf>,
     /// Application variable KEY=VALUE, KEY=@file or @file.json/@file.toml
     /// (beside SPIN_VARIABLE_* environment variables).
-    #[arg(long = "variable", value_parser = cartlab::variables::parse_variable_source)]
-    variables: Vec<cartlab::variables::VariableSource>,
+    #[arg(long = "variable", value_parser = cartlab::app::variables::parse_variable_source)]
+    variables: Vec<cartlab::app::variables::VariableSource>,
     /// Environment variable KEY=VALUE for every component.
-    #[arg(short = 'e', long = "env", value_parser = cartlab::variables::parse_key_value)]
+    #[arg(short = 'e', long = "env", value_parser = cartlab::app::variables::parse_key_value)]
     env: Vec<(String, String)>,
     /// Do not build components whose .wasm is missing or older than their sources.
     #[arg(long)]
@@ -68,7 +68,7 @@ impl AppArgs {
             fleet: None,
             lab_access: LabAccess::Loopback,
             guest_output: false,
-            variables: cartlab::variables::collect_cli_variables(&self.variables)?,
+            variables: cartlab::app::variables::collect_cli_variables(&self.variables)?,
             environment: self.env.clone(),
             build: !self.no_build,
             disable_pooling: false,

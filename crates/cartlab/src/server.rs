@@ -3,10 +3,10 @@
 //! the component's instances (Spin's on-demand pool, or a fleet behind a
 //! balancer). `/_lab/` is the lab host's own and never reaches a component.
 
+use crate::app::routes::{RouteMatch, Router};
 use crate::fleet::{Fleet, NoLiveInstance};
 use crate::lab::{Lab, LabEvent, ServedBy, epoch_ms};
 use crate::pool::{ComponentPool, PoolContext};
-use crate::routes::{RouteMatch, Router};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};

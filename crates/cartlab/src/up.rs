@@ -2,17 +2,17 @@
 //! components, compile and pre-instantiate them, then serve — the lab host's
 //! equivalent of `spin up`.
 
+use crate::app::manifest::AppManifest;
+use crate::app::routes::Router;
+use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
+use crate::app::variables::Variables;
 use crate::fleet::{Fleet, FleetOptions};
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::kv::faults::{FaultSpec, Faults};
 use crate::lab::{Lab, LabAccess};
-use crate::manifest::AppManifest;
 use crate::outbound::AllowedHosts;
 use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
-use crate::routes::Router;
-use crate::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::server::{App, ComponentRuntime, Instances};
-use crate::variables::Variables;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,13 +96,13 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
 /// Loads everything `cartlab up` serves; every configuration problem is an
 /// error here, before any port is opened.
 pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
-    let manifest = crate::manifest::load(&options.from)?;
+    let manifest = crate::app::manifest::load(&options.from)?;
     let state_dir = options
         .state_dir
         .clone()
         .unwrap_or_else(|| manifest.dir.join(".spin"));
     let runtime_config =
-        crate::runtime_config::load(options.runtime_config_file.as_deref(), &state_dir)?;
+        crate::app::runtime_config::load(options.runtime_config_file.as_deref(), &state_dir)?;
     runtime_config.check_grants(&manifest)?;
     let variables = Variables::resolve(&manifest, &options.variables, |name| {
         std::env::var(name).ok()

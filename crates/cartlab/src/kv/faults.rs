@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use rand::RngExt as _;
 
 use super::{KeyPage, KeyValues, KvBackend, KvError};
-use crate::runtime_config::StoreConfig;
+use crate::app::runtime_config::StoreConfig;
 
 /// The parsed value of `--kv-faults`: which faults to inject. The default injects none.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use futures::future::BoxFuture;
 
-use crate::runtime_config::StoreConfig;
+use crate::app::runtime_config::StoreConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvError {

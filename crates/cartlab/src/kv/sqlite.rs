@@ -383,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn open_via_config() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::runtime_config::StoreConfig::Sqlite {
+        let cfg = crate::app::runtime_config::StoreConfig::Sqlite {
             path: Some(dir.path().join("s/kv.db")),
         };
         let b = super::super::open("default", &cfg, None).await.unwrap();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use toml::{Table, Value};
 
-use crate::manifest::AppManifest;
+use crate::app::manifest::AppManifest;
 
 pub const DEFAULT_LABEL: &str = "default";
 pub const DEFAULT_SQLITE_FILE: &str = "sqlite_key_value.db";
@@ -218,7 +218,7 @@ impl RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{AppManifest, ComponentDecl};
+    use crate::app::manifest::{AppManifest, ComponentDecl};
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let f = dir.join("runtime-config.toml");

@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::manifest::AppManifest;
+use crate::app::manifest::AppManifest;
 
 /// The prefix of Spin's environment-variable provider.
 pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
@@ -404,7 +404,7 @@ pub fn collect_cli_variables(sources: &[VariableSource]) -> Result<BTreeMap<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{AppManifest, ComponentDecl, VariableDecl};
+    use crate::app::manifest::{AppManifest, ComponentDecl, VariableDecl};
     use std::path::PathBuf;
 
     fn manifest() -> AppManifest {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::manifest::HttpRoute;
+use crate::app::manifest::HttpRoute;
 
 /// The base path: cartlab supports only Spin's default `base = "/"`.
 pub const BASE_PATH: &str = "/";

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use crate::variables::{Template, validate_id, validate_manifest_name};
+use crate::app::variables::{Template, validate_id, validate_manifest_name};
 
 /// The manifest file name `spin up` looks for in a directory.
 pub const MANIFEST_FILE: &str = "spin.toml";
@@ -259,7 +259,7 @@ fn parse_inner(text: &str, path: &Path) -> Result<AppManifest, String> {
         return Err("no [[trigger.http]] routes".into());
     }
     // Route syntax, duplicates: the router is the one authority.
-    crate::routes::Router::new(&routes).map_err(|e| format!("{e:#}"))?;
+    crate::app::routes::Router::new(&routes).map_err(|e| format!("{e:#}"))?;
 
     Ok(AppManifest {
         path: path.to_path_buf(),
