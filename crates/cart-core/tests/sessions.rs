@@ -156,6 +156,48 @@ fn add_body(item: &str) -> String {
     json!({"item": item, "price": 1}).to_string()
 }
 
+/// A cookie-less `POST /stateless/cart/add` of `item` at `T0`: starts a session.
+fn first_add<S: SessionStore>(settings: &Settings, store: &S, item: &str) -> Handled {
+    block_on(request(
+        settings,
+        store,
+        T0,
+        "POST",
+        "/stateless/cart/add",
+        None,
+        &add_body(item),
+    ))
+}
+
+/// 64 concurrent adds of `item 0` .. `item 63` to the session of `cookie`, at `T0`.
+fn sixty_four_adds<S: SessionStore>(settings: &Settings, store: &S, cookie: &str) -> Vec<Handled> {
+    let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
+    block_on(join_all(bodies.iter().map(|b| {
+        request(
+            settings,
+            store,
+            T0,
+            "POST",
+            "/stateless/cart/add",
+            Some(cookie),
+            b,
+        )
+    })))
+}
+
+/// `GET /stateless/cart` with `cookie` at `now`.
+fn read_cart<S: SessionStore>(settings: &Settings, store: &S, now: u64, cookie: &str) -> Handled {
+    block_on(request(
+        settings,
+        store,
+        now,
+        "GET",
+        "/stateless/cart",
+        Some(cookie),
+        "",
+    ))
+}
+
 fn body(handled: &Handled) -> Value {
     serde_json::from_slice(&handled.response.body).unwrap()
 }
@@ -193,18 +235,7 @@ fn sixty_four_concurrent_adds_on_one_session_make_64_lines() {
     for round in 0..5 {
         let store = InterleavingStore::default();
         let cookie = start_session(&settings, &store, T0);
-        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
-        let responses = block_on(join_all(bodies.iter().map(|b| {
-            request(
-                &settings,
-                &store,
-                T0,
-                "POST",
-                "/stateless/cart/add",
-                Some(&cookie),
-                b,
-            )
-        })));
+        let responses = sixty_four_adds(&settings, &store, &cookie);
         for r in &responses {
             assert_eq!(r.response.status, 200, "round {round}: {}", body(r));
         }
@@ -212,15 +243,7 @@ fn sixty_four_concurrent_adds_on_one_session_make_64_lines() {
             store.conflicts.get() > 0,
             "round {round}: the requests really interleaved"
         );
-        let cart = block_on(request(
-            &settings,
-            &store,
-            T0,
-            "GET",
-            "/stateless/cart",
-            Some(&cookie),
-            "",
-        ));
+        let cart = read_cart(&settings, &store, T0, &cookie);
         let lines = body(&cart)["cart"].as_array().unwrap().len();
         assert_eq!(lines, 65, "round {round}: the first line and 64 adds");
         assert_eq!(store.inner.len(), 1);
@@ -357,15 +380,7 @@ fn a_session_that_always_conflicts_gets_409_and_nothing_changes() {
     .0;
     assert_eq!(after, before);
     // A new session conflicting forever (impossible in practice) is 409 as well.
-    let r = block_on(request(
-        &settings,
-        &store,
-        T0,
-        "POST",
-        "/stateless/cart/add",
-        None,
-        &add_body("Pen"),
-    ));
+    let r = first_add(&settings, &store, "Pen");
     assert_eq!(r.response.status, 409);
     store.always_conflict = false;
 }
@@ -619,55 +634,20 @@ fn kv_store_sixty_four_concurrent_adds_and_ttl_in_ms() {
     settings.session_idle_secs = 600;
     for round in 0..5 {
         let store = cart_core::KvSessionStore(InterleavingKv::default());
-        let first = block_on(request(
-            &settings,
-            &store,
-            T0,
-            "POST",
-            "/stateless/cart/add",
-            None,
-            &add_body("first"),
-        ));
+        let first = first_add(&settings, &store, "first");
         let (cookie, max_age) = cookie_and_max_age(&first);
         assert_eq!(max_age, 600);
         assert_eq!(*store.0.ttls_ms.borrow(), [600_000], "TTL = Max-Age, in ms");
-        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
-        let responses = block_on(join_all(bodies.iter().map(|b| {
-            request(
-                &settings,
-                &store,
-                T0,
-                "POST",
-                "/stateless/cart/add",
-                Some(&cookie),
-                b,
-            )
-        })));
+        let responses = sixty_four_adds(&settings, &store, &cookie);
         assert!(responses.iter().all(|r| r.response.status == 200));
-        let cart = block_on(request(
-            &settings,
-            &store,
-            T0 + 1,
-            "GET",
-            "/stateless/cart",
-            Some(&cookie),
-            "",
-        ));
+        let cart = read_cart(&settings, &store, T0 + 1, &cookie);
         assert_eq!(
             body(&cart)["cart"].as_array().unwrap().len(),
             65,
             "round {round}"
         );
         // Idle too long: not served, and the key is gone (tombstoned by CAS, then deleted).
-        let expired = block_on(request(
-            &settings,
-            &store,
-            T0 + 1 + 601,
-            "GET",
-            "/stateless/cart",
-            Some(&cookie),
-            "",
-        ));
+        let expired = read_cart(&settings, &store, T0 + 1 + 601, &cookie);
         assert_eq!(body(&expired)["sessionId"], Value::Null);
         assert!(store.0.session_keys().is_empty());
     }
@@ -688,42 +668,15 @@ fn on_a_store_whose_swaps_lie_64_concurrent_adds_land_exactly_once() {
     let settings = Settings::stateless();
     for round in 0..10 {
         let store = cart_core::KvSessionStore(InterleavingKv::lying());
-        let first = block_on(request(
-            &settings,
-            &store,
-            T0,
-            "POST",
-            "/stateless/cart/add",
-            None,
-            &add_body("first"),
-        ));
+        let first = first_add(&settings, &store, "first");
         assert_eq!(first.response.status, 200, "{}", body(&first));
         assert_eq!(items(&first), ["first"]);
         let cookie = cookie_and_max_age(&first).0;
-        let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
-        let responses = block_on(join_all(bodies.iter().map(|b| {
-            request(
-                &settings,
-                &store,
-                T0,
-                "POST",
-                "/stateless/cart/add",
-                Some(&cookie),
-                b,
-            )
-        })));
+        let responses = sixty_four_adds(&settings, &store, &cookie);
         for r in &responses {
             assert_eq!(r.response.status, 200, "round {round}: {}", body(r));
         }
-        let cart = block_on(request(
-            &settings,
-            &store,
-            T0,
-            "GET",
-            "/stateless/cart",
-            Some(&cookie),
-            "",
-        ));
+        let cart = read_cart(&settings, &store, T0, &cookie);
         let mut names = items(&cart);
         assert_eq!(names.len(), 65, "round {round}");
         names.sort();
@@ -749,30 +702,11 @@ fn store_errors_before_or_after_a_write_never_apply_an_add_twice() {
     // The first add may itself meet an injected error: retry it until one answers.
     let cookie = (0..10)
         .find_map(|_| {
-            let first = block_on(request(
-                &settings,
-                &store,
-                T0,
-                "POST",
-                "/stateless/cart/add",
-                None,
-                &add_body("first"),
-            ));
+            let first = first_add(&settings, &store, "first");
             (first.response.status == 200).then(|| cookie_and_max_age(&first).0)
         })
         .expect("a session");
-    let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
-    let responses = block_on(join_all(bodies.iter().map(|b| {
-        request(
-            &settings,
-            &store,
-            T0,
-            "POST",
-            "/stateless/cart/add",
-            Some(&cookie),
-            b,
-        )
-    })));
+    let responses = sixty_four_adds(&settings, &store, &cookie);
     let mut answered = Vec::new();
     for (n, r) in responses.iter().enumerate() {
         match r.response.status {
@@ -788,17 +722,7 @@ fn store_errors_before_or_after_a_write_never_apply_an_add_twice() {
         answered.len()
     );
     let cart = (0..10)
-        .map(|_| {
-            block_on(request(
-                &settings,
-                &store,
-                T0,
-                "GET",
-                "/stateless/cart",
-                Some(&cookie),
-                "",
-            ))
-        })
+        .map(|_| read_cart(&settings, &store, T0, &cookie))
         .find(|r| r.response.status == 200)
         .expect("a read");
     let names = items(&cart);
@@ -885,15 +809,7 @@ fn on_a_lying_store_reads_slide_the_session_without_conflicts() {
     let mut settings = Settings::stateless();
     settings.session_idle_secs = 100;
     let store = cart_core::KvSessionStore(InterleavingKv::lying());
-    let first = block_on(request(
-        &settings,
-        &store,
-        T0,
-        "POST",
-        "/stateless/cart/add",
-        None,
-        &add_body("Pen"),
-    ));
+    let first = first_add(&settings, &store, "Pen");
     let cookie = cookie_and_max_age(&first).0;
     let writes = store.0.ttls_ms.borrow().len();
     // Within a tenth of the idle timeout a read writes nothing; later it slides the session.
