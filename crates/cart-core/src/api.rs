@@ -18,6 +18,7 @@
 //! `idempotency_key_reused`.
 
 use crate::cart::{Cart, CartError, validate_item};
+use crate::contract::{self, CartView, INSTANCE_HEADER, LineView, REQUESTS_HEADER};
 use crate::cookie::{expired_session_cookie, presented_session_id, session_cookie};
 use crate::error::{ApiError, ErrorCode};
 use crate::idempotency::{self, Operation, REPLAYED_HEADER, fingerprint};
@@ -474,20 +475,12 @@ async fn clear_cart<S: SessionStore>(
 
 async fn health<S: SessionStore>(cx: &Context<'_, S>) -> Result<Reply, ApiError> {
     cx.store.check().await?;
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Health<'a> {
-        status: &'a str,
-        server_id: &'a str,
-        server_kind: &'a str,
-        requests_served: u64,
-    }
     Ok(Reply::json(
         200,
-        &Health {
-            status: "healthy",
-            server_id: &cx.instance.id,
-            server_kind: cx.settings.server_kind,
+        &contract::Health {
+            status: "healthy".to_owned(),
+            server_id: cx.instance.id.clone(),
+            server_kind: cx.settings.server_kind.to_owned(),
             requests_served: cx.instance.requests_served,
         },
     ))
@@ -500,20 +493,12 @@ fn crash<S>(cx: &Context<'_, S>) -> Result<Reply, ApiError> {
             "POST /crash is switched off (Spin variable crash_enabled = false)",
         ));
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Crash<'a> {
-        message: &'a str,
-        server_id: &'a str,
-        server_kind: &'a str,
-        requests_served: u64,
-    }
     let mut reply = Reply::json(
         200,
-        &Crash {
-            message: CRASH_MESSAGE,
-            server_id: &cx.instance.id,
-            server_kind: cx.settings.server_kind,
+        &contract::Crash {
+            message: CRASH_MESSAGE.to_owned(),
+            server_id: cx.instance.id.clone(),
+            server_kind: cx.settings.server_kind.to_owned(),
             requests_served: cx.instance.requests_served,
         },
     );
@@ -522,15 +507,6 @@ fn crash<S>(cx: &Context<'_, S>) -> Result<Reply, ApiError> {
 }
 
 fn index<S>(cx: &Context<'_, S>) -> Reply {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Index<'a> {
-        service: &'a str,
-        server_id: &'a str,
-        server_kind: &'a str,
-        requests_served: u64,
-        routes: Vec<String>,
-    }
     let base = &cx.settings.base_path;
     let routes = [
         "POST /cart/add",
@@ -545,10 +521,10 @@ fn index<S>(cx: &Context<'_, S>) -> Reply {
     .collect();
     Reply::json(
         200,
-        &Index {
-            service: "cartlab",
-            server_id: &cx.instance.id,
-            server_kind: cx.settings.server_kind,
+        &contract::Index {
+            service: "cartlab".to_owned(),
+            server_id: cx.instance.id.clone(),
+            server_kind: cx.settings.server_kind.to_owned(),
             requests_served: cx.instance.requests_served,
             routes,
         },
@@ -646,41 +622,19 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
 
 // ---- responses -------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CartBody<'a> {
-    server_id: &'a str,
-    server_kind: &'a str,
-    requests_served: u64,
-    /// A non-secret fingerprint of the session id, or null without a session.
-    session_id: Option<String>,
-    cart: Vec<LineBody<'a>>,
-    item_count: u64,
-    total: Dollars,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LineBody<'a> {
-    item: &'a str,
-    price: Dollars,
-    quantity: u32,
-    line_total: Dollars,
-}
-
 fn cart_reply<S>(cx: &Context<'_, S>, id: Option<&SessionId>, cart: &Cart) -> Reply {
     Reply::json(
         200,
-        &CartBody {
-            server_id: &cx.instance.id,
-            server_kind: cx.settings.server_kind,
+        &CartView {
+            server_id: cx.instance.id.clone(),
+            server_kind: cx.settings.server_kind.to_owned(),
             requests_served: cx.instance.requests_served,
             session_id: id.map(SessionId::fingerprint),
             cart: cart
                 .lines()
                 .iter()
-                .map(|line| LineBody {
-                    item: &line.item,
+                .map(|line| LineView {
+                    item: line.item.clone(),
                     price: Dollars(line.price),
                     quantity: line.quantity,
                     line_total: Dollars(line.line_total()),
@@ -746,9 +700,9 @@ impl Reply {
         let mut headers = vec![
             ("content-type".to_owned(), "application/json".to_owned()),
             ("cache-control".to_owned(), "no-store".to_owned()),
-            ("x-cartlab-instance".to_owned(), instance.id.clone()),
+            (INSTANCE_HEADER.to_owned(), instance.id.clone()),
             (
-                "x-cartlab-requests".to_owned(),
+                REQUESTS_HEADER.to_owned(),
                 instance.requests_served.to_string(),
             ),
         ];

@@ -1,6 +1,6 @@
 //! The JSON error every failing response carries: `{"error":{"code":"...","message":"..."}}`.
 
-use serde::Serialize;
+use crate::contract::{ErrorBody, ErrorDetail};
 use std::fmt;
 
 /// Stable, snake_case error codes (clients may match on them) and their HTTP statuses.
@@ -127,19 +127,10 @@ impl ApiError {
 
     /// `{"error":{"code":"...","message":"..."}}`
     pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: Inner<'a>,
-        }
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            code: &'a str,
-            message: &'a str,
-        }
-        let body = Body {
-            error: Inner {
-                code: self.code.as_str(),
-                message: &self.message,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_owned(),
+                message: self.message.clone(),
             },
         };
         // Serialising two strings cannot fail.

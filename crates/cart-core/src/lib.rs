@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod cart;
+pub mod contract;
 pub mod cookie;
 pub mod error;
 pub mod expiry;

@@ -4,7 +4,7 @@
 //! read from, and written as, the raw JSON number text, so a price never passes through a float
 //! and totals are exact.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::fmt;
 
@@ -117,14 +117,32 @@ pub fn format_price(cents: Cents) -> String {
     }
 }
 
-/// Serialises cents as a JSON number of dollars (see [`format_price`]), not as a string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Cents on the wire: written as a JSON number of dollars (see [`format_price`]), read from
+/// the number's text by [`parse_price`]; never a float, never a string.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dollars(pub Cents);
+
+impl From<Cents> for Dollars {
+    fn from(cents: Cents) -> Dollars {
+        Dollars(cents)
+    }
+}
 
 impl Serialize for Dollars {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let raw = RawValue::from_string(format_price(self.0)).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dollars {
+    /// Needs a deserializer over JSON text (`serde_json::from_str`, `from_slice`, `from_reader`):
+    /// a `serde_json::Value` has already turned the number into a float.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Dollars, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        parse_price(raw.get())
+            .map(Dollars)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -264,5 +282,15 @@ mod tests {
         let json =
             serde_json::to_string(&[Dollars(Cents(1_299)), Dollars(Cents(250_000))]).unwrap();
         assert_eq!(json, "[12.99,2500]");
+        let back: Vec<Dollars> = serde_json::from_str("[12.99, 2500, 1299e-2]").unwrap();
+        assert_eq!(
+            back,
+            [
+                Dollars(Cents(1_299)),
+                Dollars(Cents(250_000)),
+                Dollars(Cents(1_299))
+            ]
+        );
+        assert!(serde_json::from_str::<Dollars>("\"12\"").is_err());
     }
 }

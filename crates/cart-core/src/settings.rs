@@ -70,7 +70,7 @@ impl Settings {
 
     fn defaults(kind: &'static str) -> Settings {
         Settings {
-            cookie_name: format!("cartlab_{kind}"),
+            cookie_name: crate::contract::cookie_name(kind),
             base_path: format!("/{kind}"),
             server_kind: kind,
             secure_cookie: false,
