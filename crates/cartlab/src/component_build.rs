@@ -156,6 +156,8 @@ mod tests {
     use std::fs::{File, FileTimes};
     use std::time::Duration;
 
+    use crate::app::routes::Router;
+
     fn touch(path: &Path, secs_ago: u64) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"x").unwrap();
@@ -229,7 +231,7 @@ mod tests {
             name: "a".into(),
             version: None,
             variables: BTreeMap::new(),
-            routes: vec![],
+            router: Router::default(),
             components: BTreeMap::from([(component.id.clone(), component)]),
         }
     }

@@ -325,7 +325,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // The same summary `spin up` prints; tests read the address from it. A
     // closed stdout must not take the host down, so write errors are ignored.
     let mut summary = format!("Serving http://{address}\nAvailable Routes:\n");
-    for route in &loaded.manifest.routes {
+    for route in loaded.manifest.router.routes() {
         let (shown, wildcard) = match route.route.strip_suffix("/...") {
             Some(prefix) => (prefix, " (wildcard)"),
             None => (route.route.as_str(), ""),

@@ -3,7 +3,7 @@
 //! the component's instances (Spin's on-demand pool, or a fleet behind a
 //! balancer). `/_lab/` is the lab host's own and never reaches a component.
 
-use crate::app::routes::{RouteMatch, Router};
+use crate::app::routes::{LAB_PREFIX, RouteMatch, Router};
 use crate::fleet::{Fleet, NoLiveInstance};
 use crate::lab::{Lab, LabEvent, ServedBy, epoch_ms};
 use crate::pool::{ComponentPool, PoolContext};
@@ -47,9 +47,6 @@ pub enum Instances {
     /// `--instances N`: long-lived instances behind a balancer.
     Fleet(Fleet),
 }
-
-/// The lab API's URL prefix; no app route may take it.
-pub const LAB_PREFIX: &str = "/_lab";
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (for at most `grace`).

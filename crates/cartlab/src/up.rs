@@ -3,7 +3,6 @@
 //! equivalent of `spin up`.
 
 use crate::app::manifest::AppManifest;
-use crate::app::routes::Router;
 use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
 use crate::fleet::{Fleet, FleetOptions};
@@ -107,7 +106,7 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
     let variables = Variables::resolve(&manifest, &options.variables, |name| {
         std::env::var(name).ok()
     })?;
-    let router = Router::new(&manifest.routes)?;
+    let router = manifest.router.clone();
     if options.build {
         // Building runs cargo and waits on it: keep it off the async workers.
         let manifest = manifest.clone();

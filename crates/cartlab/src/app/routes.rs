@@ -20,15 +20,25 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::app::manifest::HttpRoute;
-
 /// The base path: cartlab supports only Spin's default `base = "/"`.
 pub const BASE_PATH: &str = "/";
+
+/// The lab API's URL prefix; no app route may take it.
+pub const LAB_PREFIX: &str = "/_lab";
 
 /// Routes under this prefix are handled by the Spin runtime itself.
 pub const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
 
-#[derive(Debug, Clone)]
+/// One `[[trigger.http]]` as the manifest declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// As written, e.g. `/stateless/...` or `/exact`.
+    pub route: String,
+    pub component: String,
+}
+
+/// Built once, by the manifest loader: building it is what checks the routes.
+#[derive(Debug, Clone, Default)]
 pub struct Router {
     root: Node,
     entries: Vec<Entry>,
@@ -36,13 +46,10 @@ pub struct Router {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    component: String,
-    /// As written in the manifest.
-    raw_route: String,
+    declared: HttpRoute,
     /// Absolutized with the base, trailing slash dropped: Spin's `based_route`.
     based_route: String,
     params: Vec<String>,
-    wildcard: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -151,14 +158,12 @@ impl Router {
                     first
                 );
             }
-            if based_route == crate::server::LAB_PREFIX
-                || based_route.starts_with(&format!("{}/", crate::server::LAB_PREFIX))
-            {
+            if based_route == LAB_PREFIX || based_route.starts_with(&format!("{}/", LAB_PREFIX)) {
                 bail!(
                     "route {:?} (component `{}`): {}/ is reserved for the lab host's admin API",
                     r.route,
                     r.component,
-                    crate::server::LAB_PREFIX
+                    LAB_PREFIX
                 );
             }
             if based_route.starts_with(WELL_KNOWN_PREFIX) {
@@ -182,11 +187,9 @@ impl Router {
                 node.exact = Some(index);
             }
             router.entries.push(Entry {
-                component: r.component.clone(),
-                raw_route: r.route.clone(),
+                declared: r.clone(),
                 based_route,
                 params,
-                wildcard,
             });
         }
         Ok(router)
@@ -224,15 +227,16 @@ impl Router {
             }
         };
         let component_route = entry
-            .raw_route
+            .declared
+            .route
             .strip_suffix("/...")
-            .unwrap_or(&entry.raw_route)
+            .unwrap_or(&entry.declared.route)
             .to_owned();
         Some(RouteMatch {
-            component: entry.component.clone(),
+            component: entry.declared.component.clone(),
             matched_route: entry.based_route.clone(),
             component_route,
-            raw_component_route: entry.raw_route.clone(),
+            raw_component_route: entry.declared.route.clone(),
             base_path: BASE_PATH.to_owned(),
             path_info,
             params: entry
@@ -244,11 +248,9 @@ impl Router {
         })
     }
 
-    /// `(route as written, component, is_wildcard)` in manifest order, for summaries.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, bool)> {
-        self.entries
-            .iter()
-            .map(|e| (e.raw_route.as_str(), e.component.as_str(), e.wildcard))
+    /// The routes as declared, in manifest order, for summaries.
+    pub fn routes(&self) -> impl Iterator<Item = &HttpRoute> {
+        self.entries.iter().map(|e| &e.declared)
     }
 }
 

@@ -219,6 +219,7 @@ impl RuntimeConfig {
 mod tests {
     use super::*;
     use crate::app::manifest::{AppManifest, ComponentDecl};
+    use crate::app::routes::Router;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let f = dir.join("runtime-config.toml");
@@ -346,7 +347,7 @@ type = "spin"
             name: "a".into(),
             version: None,
             variables: BTreeMap::new(),
-            routes: vec![],
+            router: Router::default(),
             components,
         };
         let mut rc = load(None, Path::new("/s")).unwrap();

@@ -405,6 +405,7 @@ pub fn collect_cli_variables(sources: &[VariableSource]) -> Result<BTreeMap<Stri
 mod tests {
     use super::*;
     use crate::app::manifest::{AppManifest, ComponentDecl, VariableDecl};
+    use crate::app::routes::Router;
     use std::path::PathBuf;
 
     fn manifest() -> AppManifest {
@@ -450,7 +451,7 @@ mod tests {
             name: "app".into(),
             version: None,
             variables,
-            routes: vec![],
+            router: Router::default(),
             components,
         }
     }
