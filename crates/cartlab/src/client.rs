@@ -1,7 +1,17 @@
-//! A shopper's HTTP client for the cart API, shared by `cartlab demo` and
-//! `cartlab experiment`: one cookie jar per shopper, as a browser has.
+//! A shopper's HTTP client for the cart API, shared by `cartlab demo`, `cartlab experiment`
+//! and the integration tests: one cookie jar per shopper, as a browser has. The bodies and
+//! headers are `cart_core::contract`'s, so prices stay whole cents end to end.
 
-use serde::Deserialize;
+use cart_core::Cents;
+use cart_core::contract::{
+    AddItem, CartView, ErrorBody, ErrorDetail, IDEMPOTENCY_KEY_HEADER, INSTANCE_HEADER,
+    REQUESTS_HEADER,
+};
+use cart_core::money::Dollars;
+use reqwest::Method;
+use reqwest::cookie::CookieStore as _;
+use serde_json::Value;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +25,14 @@ pub enum Design {
 
 impl Design {
     pub const BOTH: [Design; 2] = [Design::Stateful, Design::Stateless];
+
+    /// The component's `serverKind`, and its URL prefix without the slash.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Stateful => "stateful",
+            Self::Stateless => "stateless",
+        }
+    }
 
     pub fn prefix(self) -> &'static str {
         match self {
@@ -31,40 +49,30 @@ impl Design {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct CartLine {
-    pub item: String,
-    pub price: f64,
-    pub quantity: u32,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Body {
-    server_id: Option<String>,
-    requests_served: Option<u64>,
-    cart: Option<Vec<CartLine>>,
-    total: Option<f64>,
-    error: Option<ErrorBody>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
+/// `stateful` / `stateless`, as in URLs and `serverKind`.
+impl fmt::Display for Design {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
 }
 
 /// What one request got back.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Answer {
     pub status: u16,
-    pub server_id: Option<String>,
-    pub requests_served: Option<u64>,
-    /// The cart, when the answer carries one.
-    pub cart: Option<Vec<CartLine>>,
-    pub total: Option<f64>,
-    /// `code: message` of a JSON error.
-    pub error: Option<(String, String)>,
+    /// The answering instance's id (`x-cartlab-instance`); empty when no instance answered
+    /// (a host error such as `no_live_instance`).
+    pub instance: String,
+    /// Requests that instance has served, this one included (`x-cartlab-requests`; 0 without).
+    pub requests: u64,
+    pub retry_after: Option<String>,
+    /// The body as JSON; a string when it is not JSON (a proxy's 502 page, say). Its numbers
+    /// have been through f64: read money from [`Answer::cart`].
+    pub body: Value,
+    /// The cart, when the body is one.
+    pub cart: Option<CartView>,
+    /// The JSON error, when the body is one.
+    pub error: Option<ErrorDetail>,
     pub elapsed: Duration,
 }
 
@@ -73,95 +81,181 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
+    /// The cart's total, when the answer carries a cart.
+    pub fn total(&self) -> Option<Cents> {
+        self.cart.as_ref().map(|cart| cart.total.0)
+    }
+
+    /// The cart's items in line order; none without a cart.
+    pub fn items(&self) -> Vec<String> {
+        self.cart
+            .iter()
+            .flat_map(|cart| cart.cart.iter().map(|line| line.item.clone()))
+            .collect()
+    }
+
+    /// The error's code, when the answer is a JSON error.
+    pub fn error_code(&self) -> Option<&str> {
+        self.error.as_ref().map(|error| error.code.as_str())
+    }
+
     pub fn describe_error(&self) -> String {
         match &self.error {
-            Some((code, message)) => format!("{} {code}: {message}", self.status),
+            Some(error) => format!("{} {}: {}", self.status, error.code, error.message),
             None => format!("HTTP {}", self.status),
+        }
+    }
+
+    fn read(
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        text: String,
+        elapsed: Duration,
+    ) -> Answer {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        // Typed views from the text itself, so that prices never pass through a float.
+        let cart = serde_json::from_str::<CartView>(&text).ok();
+        let error = serde_json::from_str::<ErrorBody>(&text)
+            .ok()
+            .map(|body| body.error);
+        Answer {
+            status,
+            instance: header(INSTANCE_HEADER).unwrap_or_default(),
+            requests: header(REQUESTS_HEADER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            retry_after: header(reqwest::header::RETRY_AFTER.as_str()),
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            cart,
+            error,
+            elapsed,
         }
     }
 }
 
-/// One shopper against one design.
+/// One shopper: one cookie jar, like `curl -c jar -b jar`, against the carts under `base`.
 #[derive(Clone)]
 pub struct Shopper {
     http: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
     base: String,
-    design: Design,
 }
 
 impl Shopper {
-    pub fn new(base_url: &str, design: Design) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str) -> reqwest::Result<Self> {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
-            .cookie_provider(jar)
+            .cookie_provider(jar.clone())
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
             http,
+            jar,
             base: base_url.trim_end_matches('/').to_string(),
-            design,
         })
     }
 
-    pub fn design(&self) -> Design {
-        self.design
+    /// The same shopper (same cookie jar) talking to another address.
+    pub fn rebase(&self, base_url: &str) -> Shopper {
+        Shopper {
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+            base: base_url.trim_end_matches('/').to_string(),
+        }
     }
 
-    pub async fn add(&self, item: &str, price_dollars: f64) -> reqwest::Result<Answer> {
-        let body = serde_json::json!({ "item": item, "price": price_dollars });
-        self.send(reqwest::Method::POST, "/cart/add", Some(body))
+    /// The `name=value` session cookie the jar would send to `design`'s routes.
+    pub fn cookie(&self, design: Design) -> Option<String> {
+        let url = format!("{}{}/cart", self.base, design.prefix())
+            .parse()
+            .ok()?;
+        let header = self.jar.cookies(&url)?;
+        let name = format!("{}=", cart_core::contract::cookie_name(design.kind()));
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find(|pair| pair.starts_with(&name))
+            .map(str::to_string)
+    }
+
+    pub async fn add(&self, design: Design, item: &str, price: Cents) -> reqwest::Result<Answer> {
+        let body = AddItem {
+            item: item.to_string(),
+            price: Dollars(price),
+            quantity: None,
+        };
+        let path = format!("{}/cart/add", design.prefix());
+        self.request(Method::POST, &path, Some(&body), None).await
+    }
+
+    pub async fn cart(&self, design: Design) -> reqwest::Result<Answer> {
+        let path = format!("{}/cart", design.prefix());
+        self.send(Method::GET, &path, None).await
+    }
+
+    pub async fn remove_line(&self, design: Design, index: usize) -> reqwest::Result<Answer> {
+        let path = format!("{}/cart/items/{index}", design.prefix());
+        self.send(Method::DELETE, &path, None).await
+    }
+
+    pub async fn crash(&self, design: Design) -> reqwest::Result<Answer> {
+        let path = format!("{}/crash", design.prefix());
+        self.send(Method::POST, &path, None).await
+    }
+
+    pub async fn health(&self, design: Design) -> reqwest::Result<Answer> {
+        let path = format!("{}/health", design.prefix());
+        self.send(Method::GET, &path, None).await
+    }
+
+    /// Any request; `path` is the whole path (`/stateless/cart`), `body` is sent as JSON.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<Answer> {
+        self.send_keyed(method, path, body, None).await
+    }
+
+    /// [`Shopper::send`] with an `Idempotency-Key`, so that a retry applies the change once.
+    pub async fn send_keyed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Result<Answer> {
+        self.request(method, path, body.as_ref(), idempotency_key)
             .await
     }
 
-    pub async fn cart(&self) -> reqwest::Result<Answer> {
-        self.send(reqwest::Method::GET, "/cart", None).await
-    }
-
-    pub async fn remove_line(&self, index: usize) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::DELETE,
-            &format!("/cart/items/{index}"),
-            None,
-        )
-        .await
-    }
-
-    pub async fn crash(&self) -> reqwest::Result<Answer> {
-        self.send(reqwest::Method::POST, "/crash", None).await
-    }
-
-    async fn send(
+    async fn request(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
+        body: Option<&impl serde::Serialize>,
+        idempotency_key: Option<&str>,
     ) -> reqwest::Result<Answer> {
-        let url = format!("{}{}{path}", self.base, self.design.prefix());
-        let mut request = self.http.request(method, url);
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let started = Instant::now();
         let response = request.send().await?;
         let status = response.status().as_u16();
-        let header_id = response
-            .headers()
-            .get("x-cartlab-instance")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string);
+        let headers = response.headers().clone();
         let text = response.text().await?;
-        let elapsed = started.elapsed();
-        // Not every answer is ours (a proxy's 502 page, say): keep the status.
-        let body: Body = serde_json::from_str(&text).unwrap_or_default();
-        Ok(Answer {
-            status,
-            server_id: body.server_id.or(header_id),
-            requests_served: body.requests_served,
-            cart: body.cart,
-            total: body.total,
-            error: body.error.map(|error| (error.code, error.message)),
-            elapsed,
-        })
+        Ok(Answer::read(status, &headers, text, started.elapsed()))
     }
 }

@@ -5,13 +5,18 @@
 //! (`cartlab up`, `spin up`, a deployed app); without a URL it starts a lab
 //! host in this process for the run.
 
-use crate::client::{Answer, CartLine, Design, Shopper};
+use crate::client::{Answer, Design, Shopper};
 use crate::up::{LocalHost, UpOptions};
 use anyhow::{Context as _, bail};
+use cart_core::Cents;
+use cart_core::contract::LineView;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const SEED_ITEMS: [(&str, f64); 2] = [("MacBook Pro", 2500.0), ("iPhone 15", 1200.0)];
+pub const SEED_ITEMS: [(&str, Cents); 2] = [
+    ("MacBook Pro", Cents(250_000)),
+    ("iPhone 15", Cents(120_000)),
+];
 
 pub struct DemoOptions {
     /// A running app; `None` starts a lab host here.
@@ -105,8 +110,8 @@ fn row(step: &str, cells: &[String]) {
 
 async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
     let shoppers = [
-        Shopper::new(url, Design::Stateful)?,
-        Shopper::new(url, Design::Stateless)?,
+        (Design::Stateful, Shopper::new(url)?),
+        (Design::Stateless, Shopper::new(url)?),
     ];
     row(
         "step",
@@ -117,15 +122,15 @@ async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
     );
     for (item, price) in SEED_ITEMS {
         let mut cells = Vec::new();
-        for shopper in &shoppers {
-            let answer = checked(shopper, "add", shopper.add(item, price).await, url)?;
+        for (design, shopper) in &shoppers {
+            let answer = checked(*design, "add", shopper.add(*design, item, price).await, url)?;
             cells.push(cart_cell(&answer));
         }
         row(&format!("add {item} {}", dollars(price)), &cells);
     }
     let mut before = Vec::new();
-    for shopper in &shoppers {
-        let answer = checked(shopper, "read the cart", shopper.cart().await, url)?;
+    for (design, shopper) in &shoppers {
+        let answer = checked(*design, "read the cart", shopper.cart(*design).await, url)?;
         before.push(answer);
     }
     row(
@@ -133,25 +138,25 @@ async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
         &before.iter().map(cart_cell).collect::<Vec<_>>(),
     );
     let mut cells = Vec::new();
-    for shopper in &shoppers {
+    for (design, shopper) in &shoppers {
         let answer = shopper
-            .crash()
+            .crash(*design)
             .await
             .with_context(|| unreachable_message(url))?;
         cells.push(match answer.status {
-            200 => format!("{} going down", short(&answer.server_id)),
+            200 => format!("{} going down", short(&answer.instance)),
             // The instance died before its answer was out: Spin says 500.
             500 => "instance died mid-answer (500)".to_string(),
             403 | 404 => bail!(
                 "{}: POST {}/crash answered {}: crashing is disabled on this host \
                  (Spin variable crash_enabled), and the demo needs it",
-                shopper.design().component(),
-                shopper.design().prefix(),
+                design.component(),
+                design.prefix(),
                 answer.describe_error()
             ),
             _ => bail!(
                 "{}: crash answered {}",
-                shopper.design().component(),
+                design.component(),
                 answer.describe_error()
             ),
         });
@@ -160,11 +165,11 @@ async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
     tokio::time::sleep(wait).await;
     row(&format!("wait {wait:?}"), &[String::new(), String::new()]);
     let mut after = Vec::new();
-    for shopper in &shoppers {
+    for (design, shopper) in &shoppers {
         after.push(checked(
-            shopper,
+            *design,
             "read the cart",
-            shopper.cart().await,
+            shopper.cart(*design).await,
             url,
         )?);
     }
@@ -174,25 +179,28 @@ async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
     );
     println!();
     let mut survived = [false; 2];
-    for (index, shopper) in shoppers.iter().enumerate() {
-        survived[index] = holds_seed_items(after[index].cart.as_deref().unwrap_or_default());
-        let new_instance = after[index].server_id != before[index].server_id;
+    for (index, (design, _)) in shoppers.iter().enumerate() {
+        survived[index] = after[index]
+            .cart
+            .as_ref()
+            .is_some_and(|cart| holds_seed_items(&cart.cart));
+        let new_instance = after[index].instance != before[index].instance;
         let why = match (survived[index], new_instance) {
             (true, true) => format!(
                 "a new instance, {}, read it from the session store",
-                short(&after[index].server_id)
+                short(&after[index].instance)
             ),
             (true, false) => "the same instance served it: nothing was recycled".to_string(),
             (false, true) => format!(
                 "it lived in {}'s memory; {} never saw it",
-                short(&before[index].server_id),
-                short(&after[index].server_id)
+                short(&before[index].instance),
+                short(&after[index].instance)
             ),
             (false, false) => "the instance forgot it".to_string(),
         };
         println!(
             "{:<16}{}  ({why})",
-            format!("{}:", shopper.design().component()),
+            format!("{}:", design.component()),
             if survived[index] {
                 "Cart survived!"
             } else {
@@ -208,7 +216,7 @@ async fn journey(url: &str, wait: Duration) -> anyhow::Result<Verdicts> {
 
 /// A failed request ends the demo with a message that says what to fix.
 fn checked(
-    shopper: &Shopper,
+    design: Design,
     step: &str,
     answer: reqwest::Result<Answer>,
     url: &str,
@@ -217,12 +225,8 @@ fn checked(
     if answer.is_success() {
         return Ok(answer);
     }
-    let component = shopper.design().component();
-    if answer
-        .error
-        .as_ref()
-        .is_some_and(|(code, _)| code == "store_unavailable")
-    {
+    let component = design.component();
+    if answer.error_code() == Some("store_unavailable") {
         bail!(
             "{component} cannot reach its session store ({}). Is Redis running at the address \
              in the runtime config (or the Spin variable redis_url)? The stateless cart cannot \
@@ -237,38 +241,41 @@ fn unreachable_message(url: &str) -> String {
     format!("cannot reach {url}: is the app running there (cartlab up / spin up)?")
 }
 
-fn holds_seed_items(cart: &[CartLine]) -> bool {
+fn holds_seed_items(cart: &[LineView]) -> bool {
     SEED_ITEMS.iter().all(|(item, price)| {
         cart.iter()
-            .any(|line| line.item == *item && line.price == *price && line.quantity >= 1)
+            .any(|line| line.item == *item && line.price.0 == *price && line.quantity >= 1)
     })
 }
 
-fn short(server_id: &Option<String>) -> String {
-    server_id
-        .as_deref()
-        .map_or_else(|| "?".to_string(), |id| id.chars().take(8).collect())
+fn short(server_id: &str) -> String {
+    match server_id {
+        "" => "?".to_string(),
+        id => id.chars().take(8).collect(),
+    }
 }
 
 fn cart_cell(answer: &Answer) -> String {
-    let lines = answer.cart.as_deref().unwrap_or_default();
-    let items: u32 = lines.iter().map(|line| line.quantity).sum();
-    let served = answer
-        .requests_served
-        .map_or_else(String::new, |n| format!(" #{n}"));
+    let (items, total) = answer
+        .cart
+        .as_ref()
+        .map_or((0, Cents(0)), |cart| (cart.item_count, cart.total.0));
+    let served = match answer.requests {
+        0 => String::new(),
+        n => format!(" #{n}"),
+    };
     let contents = match items {
         0 => "empty".to_string(),
-        1 => format!("1 item {}", dollars(answer.total.unwrap_or(0.0))),
-        n => format!("{n} items {}", dollars(answer.total.unwrap_or(0.0))),
+        1 => format!("1 item {}", dollars(total)),
+        n => format!("{n} items {}", dollars(total)),
     };
-    format!("{}{served} · {contents}", short(&answer.server_id))
+    format!("{}{served} · {contents}", short(&answer.instance))
 }
 
 /// `$3,700` or `$12.99`.
-pub fn dollars(amount: f64) -> String {
-    let cents = (amount * 100.0).round() as i64;
-    let (whole, fraction) = (cents / 100, cents % 100);
-    let digits = whole.abs().to_string();
+pub fn dollars(amount: Cents) -> String {
+    let (whole, fraction) = (amount.0 / 100, amount.0 % 100);
+    let digits = whole.to_string();
     let mut grouped = String::new();
     for (index, digit) in digits.chars().enumerate() {
         if index > 0 && (digits.len() - index) % 3 == 0 {
@@ -276,11 +283,10 @@ pub fn dollars(amount: f64) -> String {
         }
         grouped.push(digit);
     }
-    let sign = if cents < 0 { "-" } else { "" };
     if fraction == 0 {
-        format!("{sign}${grouped}")
+        format!("${grouped}")
     } else {
-        format!("{sign}${grouped}.{:02}", fraction.abs())
+        format!("${grouped}.{fraction:02}")
     }
 }
 
@@ -290,24 +296,25 @@ mod tests {
 
     #[test]
     fn dollars_read_like_a_price_tag() {
-        assert_eq!(dollars(3700.0), "$3,700");
-        assert_eq!(dollars(12.99), "$12.99");
-        assert_eq!(dollars(1_000_000.5), "$1,000,000.50");
-        assert_eq!(dollars(0.0), "$0");
+        assert_eq!(dollars(Cents(370_000)), "$3,700");
+        assert_eq!(dollars(Cents(1_299)), "$12.99");
+        assert_eq!(dollars(Cents(100_000_050)), "$1,000,000.50");
+        assert_eq!(dollars(Cents(0)), "$0");
     }
 
     #[test]
     fn the_cart_survived_only_if_both_seed_items_are_there() {
-        let line = |item: &str, price: f64| CartLine {
+        let line = |item: &str, cents: u64| LineView {
             item: item.into(),
-            price,
+            price: Cents(cents).into(),
             quantity: 1,
+            line_total: Cents(cents).into(),
         };
         assert!(holds_seed_items(&[
-            line("MacBook Pro", 2500.0),
-            line("iPhone 15", 1200.0)
+            line("MacBook Pro", 250_000),
+            line("iPhone 15", 120_000)
         ]));
-        assert!(!holds_seed_items(&[line("iPhone 15", 1200.0)]));
+        assert!(!holds_seed_items(&[line("iPhone 15", 120_000)]));
         assert!(!holds_seed_items(&[]));
     }
 }

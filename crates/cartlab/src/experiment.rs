@@ -5,12 +5,14 @@
 //! policy does to carts: a cart is intact when no item the shopper put in it
 //! ever went missing.
 
-use crate::client::{Answer, CartLine, Design, Shopper};
+use crate::client::{Answer, Design, Shopper};
 use crate::fleet::{FleetOptions, Routing};
 use crate::lab::LabEvent;
 use crate::pool::{ReusePolicy, Sampled};
 use crate::up::{LocalHost, UpOptions};
 use anyhow::{Context as _, bail};
+use cart_core::Cents;
+use cart_core::contract::LineView;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng};
@@ -22,13 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What shoppers put in carts.
-const PRODUCTS: [(&str, f64); 6] = [
-    ("MacBook Pro", 2500.0),
-    ("iPhone 15", 1200.0),
-    ("AirPods Pro", 249.0),
-    ("USB-C cable", 19.99),
-    ("iPad Air", 599.0),
-    ("Magic Mouse", 79.0),
+const PRODUCTS: [(&str, Cents); 6] = [
+    ("MacBook Pro", Cents(250_000)),
+    ("iPhone 15", Cents(120_000)),
+    ("AirPods Pro", Cents(24_900)),
+    ("USB-C cable", Cents(1_999)),
+    ("iPad Air", Cents(59_900)),
+    ("Magic Mouse", Cents(7_900)),
 ];
 
 /// Relative weights of a shopper's actions.
@@ -276,7 +278,7 @@ async fn run_scenario(
     let mut shoppers = Vec::new();
     for design in Design::BOTH {
         for number in 0..options.shoppers {
-            let shopper = Shopper::new(&host.url, design)?;
+            let shopper = Shopper::new(&host.url)?;
             // The same seed for both designs: both see the same journeys.
             let seed = options.seed ^ (index << 32) ^ number as u64;
             let (options, progress) = (options.clone(), progress.clone());
@@ -286,7 +288,7 @@ async fn run_scenario(
                 0.0
             };
             shoppers.push(tokio::spawn(async move {
-                let outcome = shop(&shopper, &options, crash_rate, seed).await;
+                let outcome = shop(design, &shopper, &options, crash_rate, seed).await;
                 progress.inc(1);
                 (design, outcome)
             }));
@@ -338,6 +340,7 @@ enum Action {
 }
 
 async fn shop(
+    design: Design,
     shopper: &Shopper,
     options: &ExperimentOptions,
     crash_rate: f64,
@@ -350,12 +353,12 @@ async fn shop(
     };
     // What the shopper believes is in the cart, and the last cart it saw.
     let mut expected: BTreeMap<String, u32> = BTreeMap::new();
-    let mut last_seen: Vec<CartLine> = Vec::new();
+    let mut last_seen: Vec<LineView> = Vec::new();
     let total_weight = options.mix.add + options.mix.view + options.mix.remove;
     for _ in 0..options.actions {
         tokio::time::sleep(options.think_time.sample()).await;
         if crash_rate > 0.0 && rng.random_bool(crash_rate.clamp(0.0, 1.0)) {
-            let _ = shopper.crash().await?;
+            let _ = shopper.crash(design).await?;
             outcome.requests += 1;
         }
         let roll = rng.random_range(0..total_weight);
@@ -369,32 +372,32 @@ async fn shop(
         let answer = match action {
             Action::Add => {
                 let (item, price) = PRODUCTS[rng.random_range(0..PRODUCTS.len())];
-                let answer = shopper.add(item, price).await?;
+                let answer = shopper.add(design, item, price).await?;
                 if answer.is_success() {
                     *expected.entry(item.to_string()).or_default() += 1;
                 }
                 answer
             }
-            Action::View => shopper.cart().await?,
+            Action::View => shopper.cart(design).await?,
             Action::Remove => {
                 let items: Vec<&String> = expected.keys().collect();
                 let item = items[rng.random_range(0..items.len())].clone();
                 match last_seen.iter().position(|line| line.item == item) {
                     Some(index) => {
-                        let answer = shopper.remove_line(index).await?;
+                        let answer = shopper.remove_line(design, index).await?;
                         if answer.is_success() {
                             expected.remove(&item);
                         }
                         answer
                     }
                     // Already gone from the cart it last saw: just look again.
-                    None => shopper.cart().await?,
+                    None => shopper.cart(design).await?,
                 }
             }
         };
         observe(&mut outcome, &mut expected, &mut last_seen, &answer);
     }
-    let last = shopper.cart().await?;
+    let last = shopper.cart(design).await?;
     observe(&mut outcome, &mut expected, &mut last_seen, &last);
     Ok(outcome)
 }
@@ -404,14 +407,19 @@ async fn shop(
 fn observe(
     outcome: &mut Outcome,
     expected: &mut BTreeMap<String, u32>,
-    last_seen: &mut Vec<CartLine>,
+    last_seen: &mut Vec<LineView>,
     answer: &Answer,
 ) {
     outcome.requests += 1;
     outcome
         .latencies_ms
         .push(answer.elapsed.as_secs_f64() * 1000.0);
-    let Some(cart) = answer.cart.as_ref().filter(|_| answer.is_success()) else {
+    let Some(cart) = answer
+        .cart
+        .as_ref()
+        .map(|view| &view.cart)
+        .filter(|_| answer.is_success())
+    else {
         outcome.errors += 1;
         return;
     };
@@ -703,21 +711,31 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, items: &[(&str, u32)]) -> Answer {
+        let lines: Vec<LineView> = items
+            .iter()
+            .map(|&(item, quantity)| LineView {
+                item: item.into(),
+                price: Cents(100).into(),
+                quantity,
+                line_total: Cents(100 * u64::from(quantity)).into(),
+            })
+            .collect();
+        let total = Cents(lines.iter().map(|line| line.line_total.0.0).sum());
         Answer {
             status,
-            server_id: Some("a".into()),
-            requests_served: Some(1),
-            cart: (status == 200).then(|| {
-                items
-                    .iter()
-                    .map(|&(item, quantity)| CartLine {
-                        item: item.into(),
-                        price: 1.0,
-                        quantity,
-                    })
-                    .collect()
+            instance: "a".into(),
+            requests: 1,
+            retry_after: None,
+            body: serde_json::Value::Null,
+            cart: (status == 200).then(|| cart_core::contract::CartView {
+                server_id: "a".into(),
+                server_kind: "stateless".into(),
+                requests_served: 1,
+                session_id: None,
+                item_count: lines.iter().map(|line| u64::from(line.quantity)).sum(),
+                cart: lines,
+                total: total.into(),
             }),
-            total: None,
             error: None,
             elapsed: Duration::from_millis(2),
         }

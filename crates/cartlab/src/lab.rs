@@ -140,7 +140,8 @@ pub struct InstanceHandle {
     /// Takes no more requests (reuse limit reached or retired).
     closed: AtomicBool,
     waker: AtomicWaker,
-    /// The id the guest reports in `x-cartlab-instance`, learnt from its first answer.
+    /// The id the guest reports in [`INSTANCE_HEADER`](cart_core::contract::INSTANCE_HEADER),
+    /// learnt from its first answer.
     server_id: OnceLock<String>,
 }
 

@@ -8,6 +8,7 @@ use crate::fleet::{Fleet, NoLiveInstance};
 use crate::lab::{Lab, LabEvent, ServedBy, epoch_ms};
 use crate::pool::{ComponentPool, PoolContext};
 use bytes::Bytes;
+use cart_core::contract::{ErrorBody, ErrorDetail, INSTANCE_HEADER};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -166,7 +167,7 @@ async fn handle(
     let server_id = result
         .as_ref()
         .and_then(|result| result.as_ref().ok())
-        .and_then(|response| response.headers().get("x-cartlab-instance"))
+        .and_then(|response| response.headers().get(INSTANCE_HEADER))
         .and_then(|value| value.to_str().ok());
     if let Some(instance) = &instance {
         instance.request_finished(server_id);
@@ -289,9 +290,16 @@ fn for_component(
 
 /// The host's own errors use the same JSON shape as the components'.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+        },
+    };
+    // Two strings: serialising cannot fail.
+    let body = serde_json::to_string(&body).unwrap_or_default();
     let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
+        Full::new(Bytes::from(body))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
