@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
 use toml::{Table, Value};
 
 use crate::app::manifest::AppManifest;
@@ -59,7 +60,7 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-// Top-level keys of Spin 4.1's runtime config other than `key_value_store`.
+// Top-level sections of Spin 4.1's runtime config other than `key_value_store`.
 const SPIN_SECTIONS_UNSUPPORTED: &[&str] = &[
     "sqlite_database",
     "llm_compute",
@@ -78,6 +79,28 @@ const SPIN_SECTIONS_UNSUPPORTED: &[&str] = &[
 ];
 // Key-value store types Spin registers that cartlab does not.
 const SPIN_STORE_TYPES_UNSUPPORTED: &[&str] = &["azure_cosmos", "aws_dynamo"];
+
+/// The file as serde reads it: only what cartlab implements; the rest is refused first, by
+/// [`refuse_unsupported`], so it is named as unsupported rather than unknown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeConfigToml {
+    /// Tables, read one by one so an error can name the label.
+    #[serde(default)]
+    key_value_store: BTreeMap<String, Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum StoreToml {
+    Redis {
+        url: String,
+    },
+    /// SQLite, Spin's own store.
+    Spin {
+        path: Option<String>,
+    },
+}
 
 /// Reads the runtime config `file` (if any) and adds the `default` store when the file does
 /// not define it. `state_dir` is the resolved state directory (`--state-dir`, else
@@ -102,92 +125,59 @@ pub fn load(file: Option<&Path>, state_dir: &Path) -> Result<RuntimeConfig> {
 
 fn parse(text: &str, base: &Path) -> Result<BTreeMap<String, StoreConfig>, String> {
     let doc: Table = toml::from_str(text).map_err(|e| format!("invalid TOML: {e}"))?;
+    refuse_unsupported(&doc)?;
+    let doc: RuntimeConfigToml = doc.try_into().map_err(|e| message(&e))?;
     let mut stores = BTreeMap::new();
-    for key in doc.keys() {
-        if key == "key_value_store" {
-            continue;
-        }
-        if SPIN_SECTIONS_UNSUPPORTED.contains(&key.as_str()) {
-            return Err(format!("`{key}` is not supported by cartlab up"));
-        }
-        return Err(format!(
-            "unknown runtime config key `{key}` (cartlab up supports [key_value_store.<label>])"
-        ));
-    }
-    let Some(kv) = doc.get("key_value_store") else {
-        return Ok(stores);
-    };
-    let kv = kv.as_table().ok_or_else(|| {
-        "`key_value_store` must be a table of [key_value_store.<label>]".to_owned()
-    })?;
-    for (label, cfg) in kv {
+    for (label, cfg) in doc.key_value_store {
         let at = format!("[key_value_store.{label}]");
-        let cfg = cfg
-            .as_table()
-            .ok_or_else(|| format!("{at}: expected a table"))?;
-        let ty = match cfg.get("type") {
-            Some(Value::String(t)) => t.as_str(),
-            Some(other) => {
-                return Err(format!(
-                    "{at}: field `type`: expected a string, got {other}"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "{at}: missing field `type` (\"redis\" or \"spin\")"
-                ));
-            }
-        };
-        let allowed: &[&str] = match ty {
-            "redis" => &["type", "url"],
-            "spin" => &["type", "path"],
-            t if SPIN_STORE_TYPES_UNSUPPORTED.contains(&t) => {
-                return Err(format!(
-                    "{at}: store type `{t}` (label `{label}`) is not supported by cartlab up (use \"redis\" or \"spin\")"
-                ));
-            }
-            t => {
-                return Err(format!(
-                    "{at}: unknown key-value store type `{t}` (label `{label}`); cartlab up supports \"redis\" and \"spin\""
-                ));
-            }
-        };
-        if let Some(k) = cfg.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(format!(
-                "{at}: unknown field `{k}` for type \"{ty}\" (expected: {})",
-                allowed.join(", ")
-            ));
-        }
-        let store = if ty == "redis" {
-            let url = match cfg.get("url") {
-                Some(Value::String(u)) => u.clone(),
-                Some(other) => {
-                    return Err(format!("{at}: field `url`: expected a string, got {other}"));
-                }
-                None => return Err(format!("{at}: missing field `url` (type \"redis\")")),
-            };
-            // Spin validates the URL at start-up too ("Invalid Redis URL").
-            if redis::parse_redis_url(&url).is_none() {
-                return Err(format!(
-                    "{at}: field `url`: invalid Redis URL {url:?} (expected redis://host:port)"
-                ));
-            }
-            StoreConfig::Redis { url }
-        } else {
-            let path = match cfg.get("path") {
-                None => None,
-                Some(Value::String(p)) => Some(resolve(base, Path::new(p))),
-                Some(other) => {
+        let cfg: StoreToml = Value::Table(cfg)
+            .try_into()
+            .map_err(|e| format!("{at}: {}", message(&e)))?;
+        let store = match cfg {
+            StoreToml::Redis { url } => {
+                // Spin validates the URL at start-up too ("Invalid Redis URL").
+                if redis::parse_redis_url(&url).is_none() {
                     return Err(format!(
-                        "{at}: field `path`: expected a string, got {other}"
+                        "{at}: field `url`: invalid Redis URL {url:?} (expected redis://host:port)"
                     ));
                 }
-            };
-            StoreConfig::Sqlite { path }
+                StoreConfig::Redis { url }
+            }
+            StoreToml::Spin { path } => StoreConfig::Sqlite {
+                path: path.map(|p| resolve(base, Path::new(&p))),
+            },
         };
-        stores.insert(label.clone(), store);
+        stores.insert(label, store);
     }
     Ok(stores)
+}
+
+/// The one pass over what Spin knows and cartlab does not run: sections and store types.
+fn refuse_unsupported(doc: &Table) -> Result<(), String> {
+    if let Some(key) = doc
+        .keys()
+        .find(|k| SPIN_SECTIONS_UNSUPPORTED.contains(&k.as_str()))
+    {
+        return Err(format!("`{key}` is not supported by cartlab up"));
+    }
+    let stores = doc.get("key_value_store").and_then(Value::as_table);
+    for (label, cfg) in stores.into_iter().flatten() {
+        let ty = cfg.get("type").and_then(Value::as_str);
+        if let Some(ty) = ty.filter(|t| SPIN_STORE_TYPES_UNSUPPORTED.contains(t)) {
+            return Err(format!(
+                "[key_value_store.{label}]: store type `{ty}` (label `{label}`) is not supported by cartlab up (use \"redis\" or \"spin\")"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// toml's message, with the field it names.
+fn message(e: &toml::de::Error) -> String {
+    match super::key_path(e).join(".") {
+        path if path.is_empty() => e.message().to_owned(),
+        path => format!("field `{path}`: {}", e.message()),
+    }
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -297,7 +287,7 @@ type = "spin"
     fn errors_name_the_problem() {
         let e = err("[key_value_store.sessions]\ntype = \"memcached\"\n");
         assert!(
-            e.contains("unknown key-value store type `memcached`") && e.contains("`sessions`"),
+            e.contains("[key_value_store.sessions]: field `type`: unknown variant `memcached`"),
             "{e}"
         );
         assert!(e.contains("runtime-config.toml"), "{e}");
@@ -321,7 +311,7 @@ type = "spin"
         let e = err("[outbound_http]\nmax_concurrent_requests = 1\n");
         assert!(e.contains("`outbound_http` is not supported"), "{e}");
         let e = err("[bogus]\n");
-        assert!(e.contains("unknown runtime config key `bogus`"), "{e}");
+        assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = err("[key_value_store.x\n");
         assert!(e.contains("invalid TOML") && e.contains("line 1"), "{e}");
     }

@@ -220,15 +220,11 @@ pub(super) fn refuse_unsupported(doc: &Table) -> Result<(), String> {
 }
 
 /// Deserializes `value`; an error names the place: `at`, then the table and field that
-/// toml's error reports (`component.cart.build` -> `component `cart`: [component.cart.build]: `).
+/// toml's error reports (keys `component.cart.build` read `component `cart`: [component.cart.build]: `).
 pub(super) fn read<T: DeserializeOwned>(value: Value, at: &str) -> Result<T, String> {
     value.try_into().map_err(|e: toml::de::Error| {
-        // toml tells the key path only in its Display: "<message>\nin `a.b`".
-        let shown = e.to_string();
-        let path = shown
-            .lines()
-            .find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`')));
-        let keys: Vec<&str> = path.map(|p| p.split('.').collect()).unwrap_or_default();
+        let keys = crate::app::key_path(&e);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         format!("{at}{}{}", place(&keys), e.message())
     })
 }
