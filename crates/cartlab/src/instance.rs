@@ -39,7 +39,7 @@ impl ComponentGrants {
     /// `spin:variables/get`: names follow Spin's rule, and only the variables
     /// the component declares are visible.
     pub fn variable(&self, name: &str) -> Result<String, variables::Error> {
-        if crate::app::variables::validate_key(name).is_err() {
+        if crate::app::expressions::validate_key(name).is_err() {
             return Err(variables::Error::InvalidName(name.to_string()));
         }
         self.variables

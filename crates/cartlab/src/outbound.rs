@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 
-use crate::app::variables::Template;
+use crate::app::expressions::Template;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Host {

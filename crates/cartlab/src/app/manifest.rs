@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use toml::{Table, Value};
 
+use crate::app::expressions::{Template, validate_id, validate_manifest_name};
 use crate::app::routes::{HttpRoute, Router};
-use crate::app::variables::{Template, validate_id, validate_manifest_name};
 use schema::{
     BuildToml, CommandsToml, ComponentRefToml, ComponentToml, HttpTriggerToml, RouteToml,
     SourceToml, SpinToml,

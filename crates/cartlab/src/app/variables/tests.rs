@@ -1,4 +1,5 @@
 use super::*;
+use crate::app::expressions::{TemplatePart, validate_id, validate_manifest_name};
 use crate::app::manifest::{AppManifest, ComponentDecl, VariableDecl};
 use crate::app::routes::Router;
 use std::path::PathBuf;
