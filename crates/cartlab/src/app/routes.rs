@@ -312,17 +312,19 @@ fn based(route: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `(route, component)` pairs as the manifest would declare them.
+    fn declared(routes: &[(&str, &str)]) -> Vec<HttpRoute> {
+        routes
+            .iter()
+            .map(|(r, c)| HttpRoute {
+                route: (*r).into(),
+                component: (*c).into(),
+            })
+            .collect()
+    }
+
     fn router(routes: &[(&str, &str)]) -> Router {
-        Router::new(
-            &routes
-                .iter()
-                .map(|(r, c)| HttpRoute {
-                    route: (*r).into(),
-                    component: (*c).into(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap()
+        Router::new(&declared(routes)).unwrap()
     }
 
     fn comp(r: &Router, path: &str) -> Option<String> {
@@ -460,17 +462,7 @@ mod tests {
 
     #[test]
     fn bad_and_duplicate_routes() {
-        let mk = |routes: &[(&str, &str)]| {
-            Router::new(
-                &routes
-                    .iter()
-                    .map(|(r, c)| HttpRoute {
-                        route: (*r).into(),
-                        component: (*c).into(),
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let mk = |routes: &[(&str, &str)]| Router::new(&declared(routes));
         let e = mk(&[("/a/:/b", "x")]).unwrap_err().to_string();
         assert!(e.contains("params must be named"), "{e}");
         let e = mk(&[("/a/*/b", "x")]).unwrap_err().to_string();
