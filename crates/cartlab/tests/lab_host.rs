@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{IPHONE, Lab, MACBOOK, RedisServer, Shopper, seed_cart, start_up_error, with_redis};
+use common::{
+    Design, Expect, IPHONE, Lab, MACBOOK, RedisServer, SEED_TOTAL, Shopper, seed_cart,
+    start_up_error, with_redis,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -12,22 +15,22 @@ async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash(
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = with_redis(&redis, dir.path(), &[]);
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
 
-    for component in ["stateful", "stateless"] {
+    for component in Design::BOTH {
         seed_cart(&shopper, component).await;
-        let before = shopper.cart(component).await;
+        let before = shopper.cart(component).await.succeeded("cart");
         assert_eq!(before.items(), ["MacBook Pro", "iPhone 15"], "{component}");
-        assert_eq!(before.total(), 3700.0, "{component}");
+        assert_eq!(before.total(), Some(SEED_TOTAL), "{component}");
 
-        let crash = shopper.crash(component).await;
+        let crash = shopper.crash(component).await.reached();
         assert!(
             crash.status == 200 || crash.status == 500,
             "crash answered {}",
             crash.status
         );
 
-        let after = shopper.cart(component).await;
+        let after = shopper.cart(component).await.succeeded("cart");
         assert_ne!(
             after.instance, before.instance,
             "{component}: the crash must discard the instance"
@@ -36,7 +39,7 @@ async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash(
             after.requests, 1,
             "{component}: a fresh instance serves next"
         );
-        if component == "stateful" {
+        if component == Design::Stateful {
             assert!(
                 after.items().is_empty(),
                 "CART LOST! expected: {}",
@@ -45,16 +48,16 @@ async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash(
         } else {
             assert_eq!(
                 after.total(),
-                3700.0,
+                Some(SEED_TOTAL),
                 "Cart survived! expected: {}",
                 after.body
             );
         }
     }
     // Session ids are secrets: neither the host nor the components log them.
-    let secrets: Vec<String> = ["stateless", "stateful"]
-        .iter()
-        .filter_map(|component| shopper.cookie(component))
+    let secrets: Vec<String> = Design::BOTH
+        .into_iter()
+        .filter_map(|design| shopper.cookie(design))
         .filter_map(|pair| pair.split_once('=').map(|(_, id)| id.to_string()))
         .collect();
     assert_eq!(secrets.len(), 2, "both components set a session cookie");
@@ -77,20 +80,26 @@ async fn reuse_count_one_gives_every_request_a_fresh_instance() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = with_redis(&redis, dir.path(), &["--max-instance-reuse-count", "1"]);
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
 
     let mut instances = BTreeSet::new();
-    for component in ["stateless", "stateful"] {
-        let first = shopper.add(component, MACBOOK.0, MACBOOK.1).await;
-        let second = shopper.add(component, IPHONE.0, IPHONE.1).await;
-        let read = shopper.cart(component).await;
+    for component in [Design::Stateless, Design::Stateful] {
+        let first = shopper
+            .add(component, MACBOOK.0, MACBOOK.1)
+            .await
+            .succeeded("add");
+        let second = shopper
+            .add(component, IPHONE.0, IPHONE.1)
+            .await
+            .succeeded("add");
+        let read = shopper.cart(component).await.succeeded("cart");
         for answer in [&first, &second, &read] {
             assert_eq!(answer.requests, 1, "{component}: {}", answer.body);
             instances.insert(answer.instance.clone());
         }
-        if component == "stateless" {
-            assert_eq!(second.total(), 3700.0);
-            assert_eq!(read.total(), 3700.0);
+        if component == Design::Stateless {
+            assert_eq!(second.total(), Some(SEED_TOTAL));
+            assert_eq!(read.total(), Some(SEED_TOTAL));
         } else {
             assert_eq!(
                 second.items(),
@@ -117,10 +126,10 @@ async fn reuse_count_three_cycles_one_two_three() {
         "--idle-instance-timeout",
         "30s",
     ]);
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
     let mut counts = Vec::new();
     for _ in 0..10 {
-        counts.push(shopper.health("stateful").await.requests);
+        counts.push(shopper.health(Design::Stateful).await.reached().requests);
     }
     assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
 }
@@ -129,11 +138,11 @@ async fn reuse_count_three_cycles_one_two_three() {
 async fn default_reuse_serves_sequential_requests_from_one_instance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&["--state-dir", dir.path().to_str().expect("utf-8")]);
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
     let mut counts = Vec::new();
     let mut instances = BTreeSet::new();
     for _ in 0..10 {
-        let answer = shopper.health("stateful").await;
+        let answer = shopper.health(Design::Stateful).await.reached();
         counts.push(answer.requests);
         instances.insert(answer.instance);
     }
@@ -147,10 +156,10 @@ async fn idle_timeout_drops_an_instance_and_a_longer_one_keeps_it() {
     let state = dir.path().to_str().expect("utf-8");
 
     let short = Lab::start(&["--state-dir", state, "--idle-instance-timeout", "200ms"]);
-    let shopper = Shopper::new(&short);
+    let shopper = short.shopper();
     let mut counts = Vec::new();
     for _ in 0..3 {
-        counts.push(shopper.health("stateful").await.requests);
+        counts.push(shopper.health(Design::Stateful).await.reached().requests);
         // Well past the idle timeout: the instance must be gone by then.
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
@@ -162,10 +171,10 @@ async fn idle_timeout_drops_an_instance_and_a_longer_one_keeps_it() {
     drop(short);
 
     let long = Lab::start(&["--state-dir", state, "--idle-instance-timeout", "60s"]);
-    let shopper = Shopper::new(&long);
+    let shopper = long.shopper();
     let mut counts = Vec::new();
     for _ in 0..3 {
-        counts.push(shopper.health("stateful").await.requests);
+        counts.push(shopper.health(Design::Stateful).await.reached().requests);
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     assert_eq!(
@@ -194,7 +203,11 @@ async fn concurrency_limit_one_spreads_parallel_requests_over_instances() {
     for _ in 0..32 {
         let url = lab.url.clone();
         tasks.push(tokio::spawn(async move {
-            Shopper::at(&url).health("stateless").await
+            Shopper::new(&url)
+                .expect("http client")
+                .health(Design::Stateless)
+                .await
+                .reached()
         }));
     }
     let mut instances = BTreeSet::new();
@@ -215,8 +228,8 @@ async fn stateless_carts_are_visible_in_redis_under_the_session_prefix() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = with_redis(&redis, dir.path(), &[]);
-    let shopper = Shopper::new(&lab);
-    seed_cart(&shopper, "stateless").await;
+    let shopper = lab.shopper();
+    seed_cart(&shopper, Design::Stateless).await;
 
     let client = redis::Client::open(redis.url()).expect("redis url");
     let mut connection = client
@@ -245,10 +258,10 @@ async fn embedded_sqlite_default_survives_a_restart_of_cartlab() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().to_str().expect("utf-8");
     let lab = Lab::start(&["--state-dir", state]);
-    let shopper = Shopper::new(&lab);
-    seed_cart(&shopper, "stateless").await;
-    let before = shopper.cart("stateless").await;
-    assert_eq!(before.total(), 3700.0);
+    let shopper = lab.shopper();
+    seed_cart(&shopper, Design::Stateless).await;
+    let before = shopper.cart(Design::Stateless).await.succeeded("cart");
+    assert_eq!(before.total(), Some(SEED_TOTAL));
     assert!(lab.stop(), "clean shutdown");
     assert!(dir.path().join("sqlite_key_value.db").exists());
 
@@ -256,9 +269,9 @@ async fn embedded_sqlite_default_survives_a_restart_of_cartlab() {
     // per host name, not per port) presents the same session.
     let lab = Lab::start(&["--state-dir", state]);
     let reused = shopper.rebase(&lab.url);
-    let after = reused.cart("stateless").await;
+    let after = reused.cart(Design::Stateless).await.succeeded("cart");
     assert_ne!(after.instance, before.instance);
-    assert_eq!(after.total(), 3700.0, "{}", after.body);
+    assert_eq!(after.total(), Some(SEED_TOTAL), "{}", after.body);
 }
 
 #[test]

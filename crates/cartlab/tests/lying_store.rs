@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Lab, RedisServer, Shopper, seed_cart, with_redis};
+use common::{Cents, Design, Expect, Lab, RedisServer, SEED_TOTAL, Shopper, seed_cart, with_redis};
 use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -50,6 +50,19 @@ fn add_body(item: &str, price: u64) -> Value {
     json!({ "item": item, "price": price })
 }
 
+/// Adds `item` at $1 once, whatever the answer: the item, the status and the body.
+async fn try_add(shopper: &Shopper, item: String) -> (String, u16, Value) {
+    let answer = shopper
+        .send(
+            Method::POST,
+            "/stateless/cart/add",
+            Some(add_body(&item, 1)),
+        )
+        .await
+        .reached();
+    (item, answer.status, answer.body)
+}
+
 /// Sends a request until it answers 200 (a store with injected errors may answer 503 or
 /// 409 now and then, and a 503 may come after the change was applied); at most `tries`
 /// times, all with one `Idempotency-Key`, so the change is applied once.
@@ -65,7 +78,8 @@ async fn until_ok(
     for _ in 0..tries {
         let answer = shopper
             .send_keyed(method.clone(), path, body.clone(), Some(&key))
-            .await;
+            .await
+            .reached();
         if answer.status == 200 {
             return answer.body;
         }
@@ -83,7 +97,7 @@ async fn until_ok(
 
 /// A shopper with a session whose cart is empty.
 async fn empty_session(lab: &Lab) -> Shopper {
-    let shopper = Shopper::new(lab);
+    let shopper = lab.shopper();
     until_ok(
         &shopper,
         Method::POST,
@@ -115,26 +129,26 @@ async fn seed_journey_survives_a_crash_on_spin_4_1_redis_key_value() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = start(&redis, dir.path(), "spin-4.1");
     bounded(Duration::from_secs(60), async {
-        let shopper = Shopper::new(&lab);
-        seed_cart(&shopper, "stateless").await;
-        let before = shopper.cart("stateless").await;
+        let shopper = lab.shopper();
+        seed_cart(&shopper, Design::Stateless).await;
+        let before = shopper.cart(Design::Stateless).await.succeeded("cart");
         assert_eq!(
             before.items(),
             ["MacBook Pro", "iPhone 15"],
             "{}",
             before.body
         );
-        assert_eq!(before.total(), 3700.0, "{}", before.body);
+        assert_eq!(before.total(), Some(SEED_TOTAL), "{}", before.body);
 
-        let crash = shopper.crash("stateless").await;
+        let crash = shopper.crash(Design::Stateless).await.reached();
         assert!(
             crash.status == 200 || crash.status == 500,
             "crash answered {}",
             crash.status
         );
-        let after = shopper.cart("stateless").await;
+        let after = shopper.cart(Design::Stateless).await.succeeded("cart");
         assert_ne!(after.instance, before.instance, "a new instance serves");
-        assert_eq!(after.total(), 3700.0, "{}", after.body);
+        assert_eq!(after.total(), Some(SEED_TOTAL), "{}", after.body);
         assert_eq!(
             lines(&after.body),
             [("MacBook Pro".to_string(), 1), ("iPhone 15".to_string(), 1)],
@@ -163,17 +177,7 @@ async fn concurrent_adds_are_each_kept_once_on_spin_4_1_redis_key_value() {
             let shopper = std::sync::Arc::new(empty_session(&lab).await);
             let adds = (0..64).map(|n| {
                 let shopper = shopper.clone();
-                tokio::spawn(async move {
-                    let item = format!("item {n}");
-                    let answer = shopper
-                        .send(
-                            Method::POST,
-                            "/stateless/cart/add",
-                            Some(add_body(&item, 1)),
-                        )
-                        .await;
-                    (item, answer.status, answer.body)
-                })
+                tokio::spawn(async move { try_add(&shopper, format!("item {n}")).await })
             });
             let mut refused = Vec::new();
             for answer in futures::future::join_all(adds).await {
@@ -182,7 +186,7 @@ async fn concurrent_adds_are_each_kept_once_on_spin_4_1_redis_key_value() {
                     refused.push((item, status, body["error"]["code"].clone()));
                 }
             }
-            let cart = shopper.cart("stateless").await;
+            let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
             let kept = lines(&cart.body);
             let twice: Vec<_> = kept.iter().filter(|(_, q)| *q != 1).collect();
             assert!(
@@ -228,13 +232,7 @@ async fn every_acknowledged_add_is_kept_once_despite_random_store_errors() {
             let answers: Vec<(String, u16, Value)> = futures::stream::iter(0..96)
                 .map(|n| {
                     let shopper = shopper.clone();
-                    async move {
-                        let item = format!("s{session} item {n}");
-                        let answer = shopper
-                            .send(Method::POST, "/stateless/cart/add", Some(add_body(&item, 1)))
-                            .await;
-                        (item, answer.status, answer.body)
-                    }
+                    async move { try_add(&shopper, format!("s{session} item {n}")).await }
                 })
                 .buffer_unordered(8)
                 .collect()
@@ -280,9 +278,12 @@ async fn idempotency_key_retry_after_a_dropped_connection_applies_the_add_once()
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = start(&redis, dir.path(), "slow-writes=600ms");
     bounded(Duration::from_secs(60), async {
-        let shopper = Shopper::new(&lab);
-        shopper.add("stateless", "MacBook Pro", 2500).await;
-        let cookie = shopper.cookie("stateless").expect("session cookie");
+        let shopper = lab.shopper();
+        shopper
+            .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+            .await
+            .succeeded("add");
+        let cookie = shopper.cookie(Design::Stateless).expect("session cookie");
         let id = cookie
             .split_once('=')
             .map(|(_, id)| id.to_string())
@@ -355,8 +356,8 @@ async fn idempotency_key_retry_after_a_dropped_connection_applies_the_add_once()
             [("MacBook Pro".to_string(), 1), ("iPhone 15".to_string(), 1)],
             "the add is applied once"
         );
-        let now = shopper.cart("stateless").await;
-        assert_eq!(now.total(), 3700.0, "{}", now.body);
+        let now = shopper.cart(Design::Stateless).await.succeeded("cart");
+        assert_eq!(now.total(), Some(SEED_TOTAL), "{}", now.body);
 
         // The same key for another change is refused.
         let response = post(&patient, &add_body("AirPods", 200))
@@ -366,7 +367,8 @@ async fn idempotency_key_retry_after_a_dropped_connection_applies_the_add_once()
         let error: Value = response.json().await.expect("json");
         assert_eq!(status, 422, "{error}");
         assert_eq!(error["error"]["code"], "idempotency_key_reused", "{error}");
-        assert_eq!(shopper.cart("stateless").await.total(), 3700.0);
+        let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
+        assert_eq!(cart.total(), Some(SEED_TOTAL), "{}", cart.body);
     })
     .await;
     let (_, log) = lab.stop_with_log();

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{IPHONE, Lab, MACBOOK, RedisServer, Shopper, seed_cart, start_up_error, with_redis};
+use common::{
+    Cents, Design, Expect, IPHONE, Lab, MACBOOK, RedisServer, SEED_TOTAL, seed_cart,
+    start_up_error, with_redis,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -57,11 +60,17 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
             "30s",
         ],
     );
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
 
-    let first = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
-    let second = shopper.add("stateful", IPHONE.0, IPHONE.1).await;
-    let before = shopper.cart("stateful").await;
+    let first = shopper
+        .add(Design::Stateful, MACBOOK.0, MACBOOK.1)
+        .await
+        .succeeded("add");
+    let second = shopper
+        .add(Design::Stateful, IPHONE.0, IPHONE.1)
+        .await
+        .succeeded("add");
+    let before = shopper.cart(Design::Stateful).await.succeeded("cart");
     // Sticky: the same long-lived instance served all three.
     assert_eq!(first.instance, second.instance);
     assert_eq!(before.instance, first.instance);
@@ -69,7 +78,7 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
         (first.requests, second.requests, before.requests),
         (1, 2, 3)
     );
-    assert_eq!(before.total(), 3700.0);
+    assert_eq!(before.total(), Some(SEED_TOTAL));
     let listed = instances_of(&lab, "stateful-cart").await;
     let serving: Vec<_> = listed
         .iter()
@@ -80,11 +89,11 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
     assert_eq!(serving[0]["state"], "ready");
     let slot = serving[0]["slot"].clone();
 
-    let crash = shopper.crash("stateful").await;
+    let crash = shopper.crash(Design::Stateful).await.reached();
     assert_eq!(crash.instance, first.instance);
     // Failover: the session's server is down (restart delay 30 s), so a live
     // one answers, without the cart.
-    let after = shopper.cart("stateful").await;
+    let after = shopper.cart(Design::Stateful).await.succeeded("cart");
     assert_ne!(after.instance, first.instance);
     assert!(after.items().is_empty(), "{}", after.body);
     let listed = instances_of(&lab, "stateful-cart").await;
@@ -95,15 +104,18 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
     assert_eq!(crashed_slot.len(), 1, "{listed:?}");
     assert_eq!(crashed_slot[0]["state"], "down", "{listed:?}");
     // The failed-over session stays on its new instance.
-    let again = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
+    let again = shopper
+        .add(Design::Stateful, MACBOOK.0, MACBOOK.1)
+        .await
+        .succeeded("add");
     assert_eq!(again.instance, after.instance);
     assert_eq!(again.items(), ["MacBook Pro"]);
 
     // The same journey on the stateless cart loses nothing.
-    seed_cart(&shopper, "stateless").await;
-    shopper.crash("stateless").await;
-    let survived = shopper.cart("stateless").await;
-    assert_eq!(survived.total(), 3700.0, "{}", survived.body);
+    seed_cart(&shopper, Design::Stateless).await;
+    shopper.crash(Design::Stateless).await.reached();
+    let survived = shopper.cart(Design::Stateless).await.succeeded("cart");
+    assert_eq!(survived.total(), Some(SEED_TOTAL), "{}", survived.body);
     let log = lab.log().join("\n");
     assert!(log.contains("failed over"), "{log}");
 }
@@ -118,18 +130,21 @@ async fn round_robin_fragments_the_stateful_cart_and_not_the_stateless_one() {
         &["--instances", "3", "--routing", "round-robin"],
     );
     let items = ["A", "B", "C", "D", "E", "F"];
-    for component in ["stateful", "stateless"] {
-        let shopper = Shopper::new(&lab);
+    for component in Design::BOTH {
+        let shopper = lab.shopper();
         let mut instances = BTreeSet::new();
         let mut largest = 0;
         for item in items {
-            let answer = shopper.add(component, item, 10).await;
+            let answer = shopper
+                .add(component, item, Cents(1_000))
+                .await
+                .succeeded("add");
             instances.insert(answer.instance.clone());
             largest = largest.max(answer.items().len());
         }
-        let cart = shopper.cart(component).await;
+        let cart = shopper.cart(component).await.succeeded("cart");
         assert_eq!(instances.len(), 3, "{component}: {instances:?}");
-        if component == "stateful" {
+        if component == Design::Stateful {
             // Each instance knows only the session it made; the cookie
             // changes hands every request and no cart grows past one line.
             assert_eq!(largest, 1, "{component}");
@@ -174,19 +189,21 @@ async fn stateless_cart_is_intact_under_every_routing_and_recycling_mode() {
     for flags in runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let lab = with_redis(&redis, dir.path(), flags);
-        let shopper = Shopper::new(&lab);
-        seed_cart(&shopper, "stateless").await;
-        let crash = shopper.crash("stateless").await;
+        let shopper = lab.shopper();
+        seed_cart(&shopper, Design::Stateless).await;
+        let crash = shopper.crash(Design::Stateless).await.reached();
         assert_eq!(crash.status, 200, "{flags:?}: {}", crash.body);
         let (status, rolled) = lab_post(&lab, "/_lab/recycle", r#"{"mode":"rolling"}"#).await;
         assert_eq!(status, 200, "{flags:?}: {rolled}");
-        assert_eq!(shopper.cart("stateless").await.total(), 3700.0, "{flags:?}");
+        let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
+        assert_eq!(cart.total(), Some(SEED_TOTAL), "{flags:?}");
         let (status, all) = lab_post(&lab, "/_lab/recycle", "").await;
         assert_eq!(status, 200, "{flags:?}: {all}");
         // After a big-bang redeploy every server may still be restarting.
         let mut answer = shopper
             .send(reqwest::Method::GET, "/stateless/cart", None)
-            .await;
+            .await
+            .reached();
         for _ in 0..50 {
             if answer.status != 503 {
                 break;
@@ -198,10 +215,11 @@ async fn stateless_cart_is_intact_under_every_routing_and_recycling_mode() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             answer = shopper
                 .send(reqwest::Method::GET, "/stateless/cart", None)
-                .await;
+                .await
+                .reached();
         }
         assert_eq!(answer.status, 200, "{flags:?}: {}", answer.body);
-        assert_eq!(answer.total(), 3700.0, "{flags:?}");
+        assert_eq!(answer.total(), Some(SEED_TOTAL), "{flags:?}");
         assert!(lab.stop(), "{flags:?}: clean shutdown");
     }
 }
@@ -222,9 +240,12 @@ async fn rolling_redeploy_replaces_every_pool_instance_one_by_one() {
             "300ms",
         ],
     );
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
     for _ in 0..3 {
-        shopper.add("stateful", "A", 1).await;
+        shopper
+            .add(Design::Stateful, "A", Cents(100))
+            .await
+            .succeeded("add");
     }
     let before: BTreeSet<String> = instances_of(&lab, "stateful-cart")
         .await
@@ -259,7 +280,10 @@ async fn rolling_redeploy_replaces_every_pool_instance_one_by_one() {
 
     // Three fresh instances (generation 2 of each slot) serve afterwards.
     for _ in 0..3 {
-        let answer = shopper.add("stateful", "B", 1).await;
+        let answer = shopper
+            .add(Design::Stateful, "B", Cents(100))
+            .await
+            .succeeded("add");
         assert_eq!(answer.requests, 1, "{}", answer.body);
     }
     let after = instances_of(&lab, "stateful-cart").await;
@@ -274,7 +298,7 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = with_redis(&redis, dir.path(), &["--idle-instance-timeout", "60s"]);
-    let shopper = Shopper::new(&lab);
+    let shopper = lab.shopper();
 
     // Subscribe first: the stream opens with a snapshot.
     let mut events = reqwest::get(format!("{}/_lab/events", lab.url))
@@ -283,7 +307,10 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     assert_eq!(events.status(), 200);
     assert_eq!(events.headers()["content-type"], "text/event-stream");
 
-    let first = shopper.add("stateful", MACBOOK.0, MACBOOK.1).await;
+    let first = shopper
+        .add(Design::Stateful, MACBOOK.0, MACBOOK.1)
+        .await
+        .succeeded("add");
     let (status, snapshot) = lab_get(&lab, "/_lab/instances").await;
     assert_eq!(status, 200);
     assert_eq!(snapshot["mode"], "spin");
@@ -298,10 +325,10 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     let (status, body) = lab_post(&lab, "/_lab/recycle", &order).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["recycled"], json!([format!("stateful-cart#{number}")]));
-    let after = shopper.cart("stateful").await;
+    let after = shopper.cart(Design::Stateful).await.succeeded("cart");
     assert_ne!(after.instance, first.instance);
     assert!(after.items().is_empty());
-    shopper.crash("stateful").await;
+    shopper.crash(Design::Stateful).await.reached();
 
     // The stream saw the whole story, in order.
     let mut seen = String::new();

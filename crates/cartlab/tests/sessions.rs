@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Lab, RedisServer, Shopper, redis_runtime_config};
+use common::{Cents, Design, Expect, Lab, RedisServer, Shopper, redis_runtime_config};
 use reqwest::Method;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -48,13 +48,24 @@ fn start(mode: Mode, redis: Option<&RedisServer>, dir: &Path, extra: &[&str]) ->
 
 /// A shopper with a session whose cart is empty.
 async fn empty_session(lab: &Lab) -> Shopper {
-    let shopper = Shopper::new(lab);
-    shopper.add("stateless", "first", 1).await;
+    let shopper = lab.shopper();
+    shopper
+        .add(Design::Stateless, "first", Cents(100))
+        .await
+        .succeeded("add");
     let emptied = shopper
         .send(Method::DELETE, "/stateless/cart/items/0", None)
-        .await;
+        .await
+        .reached();
     assert_eq!(emptied.status, 200, "{}", emptied.body);
-    assert!(shopper.cart("stateless").await.items().is_empty());
+    assert!(
+        shopper
+            .cart(Design::Stateless)
+            .await
+            .succeeded("cart")
+            .items()
+            .is_empty()
+    );
     shopper
 }
 
@@ -74,6 +85,7 @@ async fn concurrent_adds_keep_every_line(mode: Mode) {
                         Some(serde_json::json!({ "item": format!("item {n}"), "price": 1 })),
                     )
                     .await
+                    .reached()
             })
         });
         let answers = futures::future::join_all(adds).await;
@@ -84,7 +96,7 @@ async fn concurrent_adds_keep_every_line(mode: Mode) {
                 refused.push((answer.status, answer.body.to_string()));
             }
         }
-        let cart = shopper.cart("stateless").await;
+        let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
         let lines = cart.items();
         let items: BTreeSet<&String> = lines.iter().collect();
         assert!(
@@ -123,8 +135,11 @@ async fn expired_session_is_replaced_by_an_empty_one(mode: Mode) {
         dir.path(),
         &["--variable", "session_idle_secs=1"],
     );
-    let shopper = Shopper::new(&lab);
-    let added = shopper.add("stateless", "MacBook Pro", 2500).await;
+    let shopper = lab.shopper();
+    let added = shopper
+        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+        .await
+        .succeeded("add");
     let old = added.body["sessionId"]
         .as_str()
         .expect("session")
@@ -132,7 +147,7 @@ async fn expired_session_is_replaced_by_an_empty_one(mode: Mode) {
     // Past the idle timeout the browser would drop the cookie (Max-Age); a
     // client that keeps sending it must still not get the old cart.
     let cookie = shopper
-        .cookie("stateless")
+        .cookie(Design::Stateless)
         .expect("the add set a session cookie");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let client = reqwest::Client::new();
@@ -173,8 +188,11 @@ async fn redis_native_session_ttl_is_real_and_slides_with_activity() {
         dir.path(),
         &["--variable", "session_idle_secs=20"],
     );
-    let shopper = Shopper::new(&lab);
-    shopper.add("stateless", "MacBook Pro", 2500).await;
+    let shopper = lab.shopper();
+    shopper
+        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+        .await
+        .succeeded("add");
     let keys: Vec<String> = redis.query(&["KEYS", "cartlab:session:*"]);
     assert_eq!(keys.len(), 1, "{keys:?}");
     let first: i64 = redis.query(&["PTTL", &keys[0]]);
@@ -182,7 +200,10 @@ async fn redis_native_session_ttl_is_real_and_slides_with_activity() {
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let aged: i64 = redis.query(&["PTTL", &keys[0]]);
     assert!(aged < first, "the TTL counts down: {first} then {aged}");
-    shopper.add("stateless", "iPhone 15", 1200).await;
+    shopper
+        .add(Design::Stateless, "iPhone 15", Cents(120_000))
+        .await
+        .succeeded("add");
     let slid: i64 = redis.query(&["PTTL", &keys[0]]);
     assert!(slid > aged, "activity slides the TTL: {aged} then {slid}");
 }
@@ -193,9 +214,12 @@ async fn redis_killed_gives_prompt_503s_and_service_resumes_with_every_acknowled
         let mut redis = RedisServer::start_durable();
         let dir = tempfile::tempdir().expect("tempdir");
         let lab = start(mode, Some(&redis), dir.path(), &[]);
-        let shopper = Shopper::new(&lab);
+        let shopper = lab.shopper();
         for n in 0..10 {
-            shopper.add("stateless", &format!("item {n}"), 10).await;
+            shopper
+                .add(Design::Stateless, &format!("item {n}"), Cents(1_000))
+                .await
+                .succeeded("add");
         }
         redis.kill();
         let mut slowest = Duration::ZERO;
@@ -207,15 +231,16 @@ async fn redis_killed_gives_prompt_503s_and_service_resumes_with_every_acknowled
                     "/stateless/cart/add",
                     Some(serde_json::json!({ "item": "lost?", "price": 1 })),
                 )
-                .await;
+                .await
+                .reached();
             slowest = slowest.max(started.elapsed());
             assert_eq!(answer.status, 503, "{mode:?}: {}", answer.body);
             assert_eq!(answer.body["error"]["code"], "store_unavailable");
             assert!(answer.retry_after.is_some(), "{mode:?}: Retry-After");
         }
-        let health = shopper.health("stateless").await;
+        let health = shopper.health(Design::Stateless).await.reached();
         assert_eq!(health.status, 503, "{mode:?}: health reports the outage");
-        let stateful = shopper.health("stateful").await;
+        let stateful = shopper.health(Design::Stateful).await.reached();
         assert_eq!(
             stateful.status, 200,
             "the stateful component does not need Redis"
@@ -226,7 +251,10 @@ async fn redis_killed_gives_prompt_503s_and_service_resumes_with_every_acknowled
         // No restart of cartlab: the next requests reconnect by themselves.
         let mut resumed = None;
         for _ in 0..50 {
-            let answer = shopper.send(Method::GET, "/stateless/cart", None).await;
+            let answer = shopper
+                .send(Method::GET, "/stateless/cart", None)
+                .await
+                .reached();
             if answer.status == 200 {
                 resumed = Some(answer);
                 break;
@@ -237,7 +265,10 @@ async fn redis_killed_gives_prompt_503s_and_service_resumes_with_every_acknowled
         let items: BTreeSet<String> = cart.items().into_iter().collect();
         let expected: BTreeSet<String> = (0..10).map(|n| format!("item {n}")).collect();
         assert_eq!(items, expected, "{mode:?}: every acknowledged add survived");
-        assert_eq!(shopper.health("stateless").await.status, 200);
+        assert_eq!(
+            shopper.health(Design::Stateless).await.reached().status,
+            200
+        );
     }
 }
 
@@ -247,12 +278,18 @@ async fn a_hung_redis_gives_503_instead_of_a_hang() {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().expect("tempdir");
         let lab = start(mode, Some(&redis), dir.path(), &[]);
-        let shopper = Shopper::new(&lab);
-        shopper.add("stateless", "MacBook Pro", 2500).await;
+        let shopper = lab.shopper();
+        shopper
+            .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+            .await
+            .succeeded("add");
         // SIGSTOP: the port still accepts connections, but nothing answers.
         redis.pause();
         let started = Instant::now();
-        let answer = shopper.send(Method::GET, "/stateless/cart", None).await;
+        let answer = shopper
+            .send(Method::GET, "/stateless/cart", None)
+            .await
+            .reached();
         let waited = started.elapsed();
         redis.resume();
         assert_eq!(answer.status, 503, "{mode:?}: {}", answer.body);
@@ -264,6 +301,7 @@ async fn a_hung_redis_gives_503_instead_of_a_hang() {
             if shopper
                 .send(Method::GET, "/stateless/cart", None)
                 .await
+                .reached()
                 .status
                 == 200
             {
@@ -276,7 +314,8 @@ async fn a_hung_redis_gives_503_instead_of_a_hang() {
             resumed,
             "{mode:?}: service resumes when Redis answers again"
         );
-        assert_eq!(shopper.cart("stateless").await.total(), 2500.0);
+        let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
+        assert_eq!(cart.total(), Some(Cents(250_000)), "{}", cart.body);
     }
 }
 
@@ -292,9 +331,10 @@ async fn abandoned_sessions_leave_the_key_value_store_through_its_expiry_queue()
     );
     // Cookie-less adds whose shoppers never come back.
     for n in 0..40 {
-        Shopper::new(&lab)
-            .add("stateless", &format!("abandoned {n}"), 1)
-            .await;
+        lab.shopper()
+            .add(Design::Stateless, &format!("abandoned {n}"), Cents(100))
+            .await
+            .succeeded("add");
     }
     let sessions = |redis: &RedisServer| -> usize {
         redis
@@ -306,8 +346,11 @@ async fn abandoned_sessions_leave_the_key_value_store_through_its_expiry_queue()
     assert_eq!(queued, 40, "every new session was queued for expiry");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // A shopper who stays.
-    let stays = Shopper::new(&lab);
-    stays.add("stateless", "MacBook Pro", 2500).await;
+    let stays = lab.shopper();
+    stays
+        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+        .await
+        .succeeded("add");
     assert_eq!(sessions(&redis), 41);
 
     // Key-value has no TTL: the keys stay until requests sweep the queue (one request in 8 of
@@ -315,12 +358,20 @@ async fn abandoned_sessions_leave_the_key_value_store_through_its_expiry_queue()
     // cart meanwhile: adds a pen, removes it.
     let mut requests = 0;
     while sessions(&redis) > 1 && requests < 2000 {
-        stays.add("stateless", "Pen", 1).await;
+        stays
+            .add(Design::Stateless, "Pen", Cents(100))
+            .await
+            .succeeded("add");
         let removed = stays
             .send(Method::DELETE, "/stateless/cart/items/1", None)
-            .await;
+            .await
+            .reached();
         assert_eq!(removed.status, 200, "{}", removed.body);
-        assert_eq!(removed.total(), 2500.0, "the live session is never swept");
+        assert_eq!(
+            removed.total(),
+            Some(Cents(250_000)),
+            "the live session is never swept"
+        );
         requests += 2;
     }
     assert_eq!(

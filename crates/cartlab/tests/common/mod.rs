@@ -4,13 +4,14 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub use cart_core::Cents;
+pub use cartlab::client::{Answer, Design, Shopper};
 pub use cartlab::testing::RedisServer;
 
 /// The repository root, where spin.toml lives.
@@ -124,6 +125,11 @@ impl Lab {
         false
     }
 
+    /// A new shopper (an empty cookie jar) at this host.
+    pub fn shopper(&self) -> Shopper {
+        Shopper::new(&self.url).expect("http client")
+    }
+
     /// Log lines the host has written to stderr so far.
     pub fn log(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
@@ -157,151 +163,21 @@ pub fn start_up_error(args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A shopper: one cookie jar, like `curl -c jar -b jar`.
-pub struct Shopper {
-    client: reqwest::Client,
-    jar: std::sync::Arc<reqwest::cookie::Jar>,
-    base: String,
+/// What the tests want of an answer: that the host was reached, or that it said 200.
+pub trait Expect {
+    fn reached(self) -> Answer;
+    fn succeeded(self, what: &str) -> Answer;
 }
 
-/// What a component answered.
-pub struct Answer {
-    pub status: u16,
-    pub instance: String,
-    pub requests: u64,
-    pub retry_after: Option<String>,
-    pub body: Value,
-}
-
-impl Answer {
-    pub fn total(&self) -> f64 {
-        self.body["total"].as_f64().unwrap_or(f64::NAN)
-    }
-    pub fn items(&self) -> Vec<String> {
-        self.body["cart"]
-            .as_array()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .filter_map(|line| line["item"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Shopper {
-    pub fn new(lab: &Lab) -> Shopper {
-        Self::at(&lab.url)
+impl Expect for reqwest::Result<Answer> {
+    fn reached(self) -> Answer {
+        self.expect("the request reached the host")
     }
 
-    pub fn at(base: &str) -> Shopper {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        Shopper {
-            client: reqwest::Client::builder()
-                .cookie_provider(jar.clone())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            jar,
-            base: base.to_string(),
-        }
-    }
-
-    /// The `name=value` cookie the jar would send to `component`'s routes.
-    pub fn cookie(&self, component: &str) -> Option<String> {
-        use reqwest::cookie::CookieStore;
-        let url = format!("{}/{component}/cart", self.base).parse().ok()?;
-        let header = self.jar.cookies(&url)?;
-        let name = format!("cartlab_{component}=");
-        header
-            .to_str()
-            .ok()?
-            .split("; ")
-            .find(|pair| pair.starts_with(&name))
-            .map(str::to_string)
-    }
-
-    /// The same shopper (same cookie jar) talking to another address.
-    pub fn rebase(&self, base: &str) -> Shopper {
-        Shopper {
-            client: self.client.clone(),
-            jar: self.jar.clone(),
-            base: base.to_string(),
-        }
-    }
-
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
-        self.send_keyed(method, path, body, None).await
-    }
-
-    /// [`Shopper::send`] with an `Idempotency-Key`, so that a retry applies the change once.
-    pub async fn send_keyed(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        idempotency_key: Option<&str>,
-    ) -> Answer {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
-        let instance = header("x-cartlab-instance");
-        let requests = header("x-cartlab-requests").parse().unwrap_or(0);
-        let retry_after = Some(header("retry-after")).filter(|value| !value.is_empty());
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer {
-            status,
-            instance,
-            requests,
-            retry_after,
-            body,
-        }
-    }
-
-    pub async fn add(&self, component: &str, item: &str, price: u64) -> Answer {
-        let answer = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/{component}/cart/add"),
-                Some(serde_json::json!({ "item": item, "price": price })),
-            )
-            .await;
-        assert_eq!(answer.status, 200, "add {item}: {}", answer.body);
+    fn succeeded(self, what: &str) -> Answer {
+        let answer = self.reached();
+        assert_eq!(answer.status, 200, "{what}: {}", answer.body);
         answer
-    }
-
-    pub async fn cart(&self, component: &str) -> Answer {
-        let answer = self
-            .send(reqwest::Method::GET, &format!("/{component}/cart"), None)
-            .await;
-        assert_eq!(answer.status, 200, "cart: {}", answer.body);
-        answer
-    }
-
-    pub async fn crash(&self, component: &str) -> Answer {
-        self.send(reqwest::Method::POST, &format!("/{component}/crash"), None)
-            .await
-    }
-
-    pub async fn health(&self, component: &str) -> Answer {
-        self.send(reqwest::Method::GET, &format!("/{component}/health"), None)
-            .await
     }
 }
 
@@ -316,13 +192,21 @@ pub fn redis_runtime_config(dir: &Path, redis_url: &str) -> PathBuf {
     path
 }
 
-pub const MACBOOK: (&str, u64) = ("MacBook Pro", 2500);
-pub const IPHONE: (&str, u64) = ("iPhone 15", 1200);
+pub const MACBOOK: (&str, Cents) = ("MacBook Pro", Cents(250_000));
+pub const IPHONE: (&str, Cents) = ("iPhone 15", Cents(120_000));
+/// What the two seed items cost together.
+pub const SEED_TOTAL: Cents = Cents(370_000);
 
 /// The seed journey's two adds.
-pub async fn seed_cart(shopper: &Shopper, component: &str) {
-    shopper.add(component, MACBOOK.0, MACBOOK.1).await;
-    shopper.add(component, IPHONE.0, IPHONE.1).await;
+pub async fn seed_cart(shopper: &Shopper, design: Design) {
+    shopper
+        .add(design, MACBOOK.0, MACBOOK.1)
+        .await
+        .succeeded("add");
+    shopper
+        .add(design, IPHONE.0, IPHONE.1)
+        .await
+        .succeeded("add");
 }
 
 /// `cartlab up` with `default` in the given Redis and its state in `dir`.
