@@ -1,10 +1,11 @@
 //! `cartlab`: the lab host and tools for the sticky-session lesson.
 
 use anyhow::Context as _;
+use cartlab::app::duration::parse_duration;
 use cartlab::fleet::{FleetOptions, Routing};
 use cartlab::kv::faults::FaultSpec;
 use cartlab::lab::LabAccess;
-use cartlab::pool::{ReusePolicy, Sampled, parse_duration};
+use cartlab::pool::{ReusePolicy, Sampled};
 use cartlab::up::{UpOptions, load};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;

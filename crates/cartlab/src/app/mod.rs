@@ -1,6 +1,7 @@
 //! What the user wrote: `spin.toml`, `runtime-config.toml` and variable values, read and
 //! checked once at start-up. Nothing here knows the server, the pool or the stores.
 
+pub mod duration;
 pub mod expressions;
 pub mod manifest;
 pub mod routes;

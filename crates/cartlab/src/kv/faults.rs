@@ -96,8 +96,8 @@ impl FromStr for FaultSpec {
                     return Err(bad("given twice"));
                 }
                 ("slow-writes", Some(value)) => {
-                    let delay =
-                        crate::pool::parse_duration(value).map_err(|e| bad(&e.to_string()))?;
+                    let delay = crate::app::duration::parse_duration(value)
+                        .map_err(|e| bad(&e.to_string()))?;
                     if delay.is_zero() {
                         return Err(bad("the delay must be more than 0"));
                     }
