@@ -8,14 +8,15 @@
 //! its slot out of rotation for `--restart-delay`, like a server restarting;
 //! the balancer sends that slot's traffic elsewhere meanwhile.
 
-use crate::lab::{InstanceHandle, Lab, LabEvent, ServedBy, epoch_ms};
+use crate::lab::ServedBy;
 use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
+use crate::slot::{SlotState, SlotUnavailable};
 use cookie::Cookie;
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::handler::{InstantiationError, ProxyHandler};
@@ -54,156 +55,6 @@ pub struct FleetOptions {
 /// Affinity entries kept at most; past it the table starts afresh (sessions
 /// then land by round-robin again, as after a balancer restart).
 const MAX_AFFINITIES: usize = 100_000;
-
-/// One slot's life, shared by its pool (which starts at most one instance in
-/// it at a time, and takes it down on a crash) and the balancer (which routes
-/// around it).
-pub struct SlotState {
-    pub component: String,
-    pub index: usize,
-    restart_delay: Duration,
-    generation: AtomicU64,
-    life: Mutex<SlotLife>,
-    in_flight: AtomicUsize,
-}
-
-#[derive(Default)]
-struct SlotLife {
-    down_until: Option<Instant>,
-    /// The instance serving in this slot, or `starting` while one is made.
-    occupant: Option<Arc<InstanceHandle>>,
-    starting: bool,
-}
-
-/// Why a slot's pool would not start an instance; the fleet then routes the
-/// request again (`Down`) or waits for the slot's instance to take it (`Busy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotUnavailable {
-    Down,
-    Busy,
-}
-
-impl fmt::Display for SlotUnavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Down => "the slot is restarting",
-            Self::Busy => "the slot already has an instance",
-        })
-    }
-}
-
-impl std::error::Error for SlotUnavailable {}
-
-impl SlotState {
-    fn new(component: &str, index: usize, restart_delay: Duration) -> Self {
-        Self {
-            component: component.to_string(),
-            index,
-            restart_delay,
-            generation: AtomicU64::new(0),
-            life: Mutex::new(SlotLife::default()),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    fn life(&self) -> MutexGuard<'_, SlotLife> {
-        self.life
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn is_down(&self) -> bool {
-        self.life()
-            .down_until
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Reserves the slot for a new instance: one server per slot. wasmtime's
-    /// pool would start a second instance whenever the first is momentarily
-    /// unavailable (or has just crashed); a fleet slot refuses instead.
-    pub(crate) fn begin_start(&self) -> Result<u64, SlotUnavailable> {
-        let mut life = self.life();
-        if life.down_until.is_some_and(|until| Instant::now() < until) {
-            return Err(SlotUnavailable::Down);
-        }
-        let occupied = life
-            .occupant
-            .as_ref()
-            .is_some_and(|occupant| !occupant.is_closed());
-        if life.starting || occupied {
-            return Err(SlotUnavailable::Busy);
-        }
-        life.starting = true;
-        Ok(self.generation.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    /// Ends `begin_start`: the new instance (or none, if it failed) occupies the slot.
-    pub(crate) fn finish_start(&self, occupant: Option<Arc<InstanceHandle>>) {
-        let mut life = self.life();
-        life.starting = false;
-        if occupant.is_some() {
-            life.occupant = occupant;
-        }
-    }
-
-    pub(crate) fn vacate(&self, handle: &InstanceHandle) {
-        let mut life = self.life();
-        if life
-            .occupant
-            .as_ref()
-            .is_some_and(|occupant| occupant.number == handle.number)
-        {
-            life.occupant = None;
-        }
-    }
-
-    /// Out of rotation for the restart delay; the lab hears when it is back.
-    pub fn take_down(self: &Arc<Self>, lab: &Arc<Lab>) {
-        self.life().down_until = Some(Instant::now() + self.restart_delay);
-        lab.publish(LabEvent::Slot {
-            component: self.component.clone(),
-            slot: self.index,
-            state: "down",
-            at: epoch_ms(),
-        });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (slot, lab) = (self.clone(), lab.clone());
-            runtime.spawn(async move {
-                tokio::time::sleep(slot.restart_delay).await;
-                if !slot.is_down() {
-                    lab.publish(LabEvent::Slot {
-                        component: slot.component.clone(),
-                        slot: slot.index,
-                        state: "up",
-                        at: epoch_ms(),
-                    });
-                }
-            });
-        }
-    }
-
-    /// Waits until the slot is back in rotation.
-    pub async fn wait_up(&self) {
-        loop {
-            let remaining = self
-                .life()
-                .down_until
-                .map(|until| until.saturating_duration_since(Instant::now()));
-            match remaining {
-                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
-                _ => return,
-            }
-        }
-    }
-}
 
 /// The load balancer in front of a fleet: pure routing over slot states.
 pub struct Balancer {
@@ -369,11 +220,11 @@ impl Fleet {
         let give_up = Instant::now() + BUSY_WAIT_LIMIT;
         loop {
             let slot = &self.balancer.slots[choice.slot];
-            slot.in_flight.fetch_add(1, Ordering::Relaxed);
+            slot.request_started();
             let result = self.pools[choice.slot]
                 .handle(served_by.clone(), request)
                 .await;
-            slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+            slot.request_ended();
             let error = match result {
                 Ok(response) => {
                     self.balancer.learn(choice.slot, response.headers());
@@ -440,6 +291,7 @@ fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::Lab;
     use http::HeaderValue;
 
     fn headers(name: http::HeaderName, value: &str) -> HeaderMap {
@@ -476,7 +328,7 @@ mod tests {
         assert!(moved.failed_over);
         assert_ne!(moved.slot, first.slot);
         // Pinned to the new slot now, even once the old one is back.
-        balancer.slots[first.slot].life().down_until = None;
+        balancer.slots[first.slot].back_up_now();
         let after = balancer.choose(&with_cookie).unwrap();
         assert_eq!((after.slot, after.failed_over), (moved.slot, false));
         // Logging out (Max-Age=0) forgets the session.
@@ -509,8 +361,10 @@ mod tests {
     #[test]
     fn least_loaded_prefers_the_idle_slot_and_sticky_ignores_strangers() {
         let least = balancer(Routing::LeastLoaded, 3);
-        least.slots[0].in_flight.store(4, Ordering::Relaxed);
-        least.slots[2].in_flight.store(1, Ordering::Relaxed);
+        for _ in 0..4 {
+            least.slots[0].request_started();
+        }
+        least.slots[2].request_started();
         for _ in 0..5 {
             assert_eq!(least.choose(&HeaderMap::new()).unwrap().slot, 1);
         }

@@ -3,9 +3,9 @@
 //! and a stream of lifecycle and request events (for `/_lab/events` and the
 //! dashboard's timeline).
 
-use crate::pool::RecycleReason;
 use futures::task::AtomicWaker;
 use serde::Serialize;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -282,6 +282,31 @@ impl LabEvent {
             Self::InstanceRecycled { .. } => "instance-recycled",
             Self::Slot { .. } => "slot",
         }
+    }
+}
+
+/// Why an instance went away: the lifecycle log and the lab API say this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecycleReason {
+    ReuseLimit,
+    Idle,
+    Trap,
+    Timeout,
+    Shutdown,
+    /// Retired on request through the lab API (recycle, rolling redeploy).
+    Recycled,
+}
+
+impl fmt::Display for RecycleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReuseLimit => "reuse-limit",
+            Self::Idle => "idle",
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::Shutdown => "shutdown",
+            Self::Recycled => "recycled",
+        })
     }
 }
 

@@ -15,6 +15,7 @@ pub mod lab_api;
 pub mod outbound;
 pub mod pool;
 pub mod server;
+pub mod slot;
 pub mod spin_host;
 pub mod spin_redis;
 pub mod testing;

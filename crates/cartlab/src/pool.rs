@@ -8,9 +8,9 @@
 //! (`--instances N`), in which case its instances live until recycled.
 
 use crate::app::duration::parse_duration;
-use crate::fleet::SlotState;
 use crate::instance::{ComponentGrants, InstanceState};
-use crate::lab::{InstanceHandle, Lab, ServedBy};
+use crate::lab::{InstanceHandle, Lab, RecycleReason, ServedBy};
+use crate::slot::SlotState;
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::pin::Pin;
@@ -158,31 +158,6 @@ impl ReusePolicy {
             idle_timeout: None,
             request_timeout: None,
         }
-    }
-}
-
-/// Why an instance went away: the lifecycle log and the lab API say this.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecycleReason {
-    ReuseLimit,
-    Idle,
-    Trap,
-    Timeout,
-    Shutdown,
-    /// Retired on request through the lab API (recycle, rolling redeploy).
-    Recycled,
-}
-
-impl fmt::Display for RecycleReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ReuseLimit => "reuse-limit",
-            Self::Idle => "idle",
-            Self::Trap => "trap",
-            Self::Timeout => "timeout",
-            Self::Shutdown => "shutdown",
-            Self::Recycled => "recycled",
-        })
     }
 }
 
