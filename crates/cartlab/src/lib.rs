@@ -4,9 +4,8 @@
 pub mod app;
 pub mod bindings;
 pub mod client;
+pub mod commands;
 pub mod component_build;
-pub mod demo;
-pub mod experiment;
 pub mod fleet;
 pub mod instance;
 pub mod kv;

@@ -5,44 +5,21 @@
 use crate::app::manifest::AppManifest;
 use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
-use crate::fleet::{Fleet, FleetOptions};
+use crate::commands::up::UpArgs;
+use crate::fleet::Fleet;
 use crate::instance::{ComponentGrants, InstanceState};
-use crate::kv::faults::{FaultSpec, Faults};
-use crate::lab::{Lab, LabAccess};
+use crate::kv::faults::Faults;
+use crate::lab::Lab;
 use crate::outbound::AllowedHosts;
-use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
+use crate::pool::{ComponentPool, PoolContext};
 use crate::server::{App, ComponentRuntime, Instances};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-
-/// What `cartlab up` needs to know, mirroring `spin up`'s flags.
-#[derive(Clone, Debug)]
-pub struct UpOptions {
-    pub from: PathBuf,
-    pub runtime_config_file: Option<PathBuf>,
-    pub state_dir: Option<PathBuf>,
-    pub policy: ReusePolicy,
-    /// `--instances N`: long-lived instances behind a balancer instead of
-    /// Spin's instances on demand.
-    pub fleet: Option<FleetOptions>,
-    pub lab_access: LabAccess,
-    /// Pass the components' stdout/stderr through (as `spin up` does).
-    pub guest_output: bool,
-    pub variables: BTreeMap<String, String>,
-    pub environment: Vec<(String, String)>,
-    pub build: bool,
-    pub disable_pooling: bool,
-    pub disable_cache: bool,
-    pub max_instance_memory: Option<usize>,
-    /// Lab only (`--kv-faults`): faults the key-value stores inject on purpose.
-    pub kv_faults: FaultSpec,
-}
 
 /// A loaded application, ready to serve.
 pub struct LoadedApp {
@@ -53,7 +30,7 @@ pub struct LoadedApp {
     pub faults: Option<Arc<Faults>>,
 }
 
-fn engine(options: &UpOptions) -> anyhow::Result<Engine> {
+fn engine(options: &UpArgs) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model_async(true);
     config.concurrency_support(true);
@@ -94,20 +71,23 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
 
 /// Loads everything `cartlab up` serves; every configuration problem is an
 /// error here, before any port is opened.
-pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
-    let manifest = crate::app::manifest::load(&options.from)?;
-    let state_dir = options
+/// `guest_output` passes the components' stdout/stderr through (as `spin
+/// up` does).
+pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<LoadedApp> {
+    let policy = options.reuse_policy()?;
+    let app_args = &options.app;
+    let manifest = crate::app::manifest::load(&app_args.from)?;
+    let state_dir = app_args
         .state_dir
         .clone()
         .unwrap_or_else(|| manifest.dir.join(".spin"));
     let runtime_config =
-        crate::app::runtime_config::load(options.runtime_config_file.as_deref(), &state_dir)?;
+        crate::app::runtime_config::load(app_args.runtime_config_file.as_deref(), &state_dir)?;
     runtime_config.check_grants(&manifest)?;
-    let variables = Variables::resolve(&manifest, &options.variables, |name| {
-        std::env::var(name).ok()
-    })?;
+    let cli_variables = crate::app::variables::collect_cli_variables(&app_args.variables)?;
+    let variables = Variables::resolve(&manifest, &cli_variables, |name| std::env::var(name).ok())?;
     let router = manifest.router.clone();
-    if options.build {
+    if !app_args.no_build {
         // Building runs cargo and waits on it: keep it off the async workers.
         let manifest = manifest.clone();
         tokio::task::spawn_blocking(move || crate::component_build::ensure_built(&manifest))
@@ -116,10 +96,11 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
 
     let engine = engine(options)?;
     let linker = linker(&engine)?;
-    let faults = (!options.kv_faults.is_none()).then(|| Faults::new(options.kv_faults));
+    let kv_faults = options.kv_faults();
+    let faults = (!kv_faults.is_none()).then(|| Faults::new(kv_faults));
     let stores = open_stores(&manifest, &runtime_config, faults.as_ref()).await?;
 
-    let lab = Arc::new(Lab::new(options.lab_access));
+    let lab = Arc::new(Lab::new(options.lab_api));
     let mut components = BTreeMap::new();
     for (id, decl) in &manifest.components {
         let allowed_outbound_hosts =
@@ -172,17 +153,17 @@ pub async fn load(options: &UpOptions) -> anyhow::Result<LoadedApp> {
                 .environment
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .chain(options.environment.iter().cloned())
+                .chain(app_args.env.iter().cloned())
                 .collect(),
             allowed_outbound_hosts,
-            guest_output: options.guest_output,
+            guest_output,
         });
         let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());
-        let instances = match options.fleet {
-            Some(fleet) => Instances::Fleet(Fleet::new(&context, &options.policy, fleet)),
+        let instances = match options.fleet() {
+            Some(fleet) => Instances::Fleet(Fleet::new(&context, &policy, fleet)),
             None => Instances::Spin(ProxyHandler::new(ComponentPool::new(
                 &context,
-                options.policy.clone(),
+                policy.clone(),
                 None,
             ))),
         };
@@ -237,22 +218,27 @@ async fn open_stores(
     Ok(stores)
 }
 
-/// A lab host serving in this process on a free loopback port: what
-/// `cartlab demo` and `cartlab experiment` run against when no URL is given.
+/// How long requests in flight may finish once a host is told to stop.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A lab host serving in this process on `UpArgs::listen`: what `cartlab up`
+/// serves, and what `cartlab demo` and `cartlab experiment` run against when
+/// no URL is given.
 pub struct LocalHost {
     pub url: String,
-    pub app: Arc<App>,
+    pub address: std::net::SocketAddr,
+    pub loaded: LoadedApp,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl LocalHost {
-    pub async fn start(options: &UpOptions) -> anyhow::Result<Self> {
-        let loaded = load(options).await?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+    pub async fn start(options: &UpArgs, guest_output: bool) -> anyhow::Result<Self> {
+        let loaded = load(options, guest_output).await?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .context("cannot listen on 127.0.0.1")?;
-        let url = format!("http://{}", listener.local_addr()?);
+            .with_context(|| format!("cannot listen on {}", options.listen))?;
+        let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(crate::server::serve(
             loaded.app.clone(),
@@ -260,23 +246,36 @@ impl LocalHost {
             async {
                 let _ = stopped.await;
             },
-            std::time::Duration::from_secs(5),
+            SHUTDOWN_GRACE,
         ));
         Ok(Self {
-            url,
-            app: loaded.app,
+            url: format!("http://{address}"),
+            address,
+            loaded,
             stop,
             task,
         })
     }
 
+    pub fn app(&self) -> &Arc<App> {
+        &self.loaded.app
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to
+    /// [`SHUTDOWN_GRACE`]), then ends the instances and logs the faults
+    /// injected, if any.
     pub async fn stop(self) -> anyhow::Result<()> {
-        for runtime in self.app.components.values() {
+        let _ = self.stop.send(());
+        let served = self
+            .task
+            .await
+            .context("the lab host's server task failed")?;
+        for runtime in self.loaded.app.components.values() {
             runtime.context.begin_shutdown();
         }
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .context("the lab host's server task failed")?
+        if let Some(faults) = &self.loaded.faults {
+            faults.log_summary();
+        }
+        served
     }
 }

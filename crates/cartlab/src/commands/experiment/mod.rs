@@ -5,11 +5,13 @@
 //! policy does to carts: a cart is intact when no item the shopper put in it
 //! ever went missing.
 
+use super::AppArgs;
+use super::up::UpArgs;
 use crate::client::{Answer, Design, Shopper};
-use crate::fleet::{FleetOptions, Routing};
+use crate::fleet::Routing;
 use crate::lab::LabEvent;
-use crate::pool::{ReusePolicy, Sampled};
-use crate::up::{LocalHost, UpOptions};
+use crate::pool::Sampled;
+use crate::up::LocalHost;
 use anyhow::{Context as _, bail};
 use cart_core::Cents;
 use cart_core::contract::LineView;
@@ -73,29 +75,75 @@ impl std::str::FromStr for Mix {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct ExperimentOptions {
-    /// Manifest, stores and build settings for every scenario's lab host.
-    pub up: UpOptions,
+/// `--shoppers` when not given.
+pub const DEFAULT_SHOPPERS: usize = 24;
+/// `--actions` when not given.
+pub const DEFAULT_ACTIONS: usize = 30;
+/// `--think-time` when not given.
+pub const DEFAULT_THINK_TIME: &str = "5ms..40ms";
+/// `--mix` when not given.
+pub const DEFAULT_MIX: &str = "add=60,view=30,remove=10";
+/// `--crash-rate` when not given.
+pub const DEFAULT_CRASH_RATE: f64 = 0.02;
+/// `--seed` when not given.
+pub const DEFAULT_SEED: u64 = 42;
+/// `--out` when not given.
+pub const DEFAULT_OUT: &str = "experiment-results";
+
+/// Simulated shoppers under a matrix of recycling policies; table, JSON, CSV, plot.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ExperimentArgs {
+    /// Simulated shoppers per design in each scenario.
+    #[arg(long, default_value_t = DEFAULT_SHOPPERS)]
     pub shoppers: usize,
+    /// Actions each shopper takes (then it reads its cart one last time).
+    #[arg(long, default_value_t = DEFAULT_ACTIONS)]
     pub actions: usize,
+    /// Pause before each action (e.g. 20ms, or a range 5ms..40ms).
+    #[arg(long, default_value = DEFAULT_THINK_TIME)]
     pub think_time: Sampled<Duration>,
+    /// Relative weights of the actions.
+    #[arg(long, default_value = DEFAULT_MIX)]
     pub mix: Mix,
-    /// Chance that a shopper crashes its instance before an action, in the
-    /// scenarios that crash.
+    /// In the crash scenarios: the chance a shopper crashes its instance before an action.
+    #[arg(long, default_value_t = DEFAULT_CRASH_RATE)]
     pub crash_rate: f64,
+    /// Seed for the shoppers' choices (both designs see the same journeys).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
+    /// Directory for results.json, results.csv and carts-intact.svg.
+    #[arg(long, default_value = DEFAULT_OUT)]
     pub out: PathBuf,
-    /// Only these scenarios (exact names, or parts of names).
+    /// Run only this scenario (its exact name, or part of names: `pool`); repeatable.
+    #[arg(long)]
     pub only: Vec<String>,
+    /// Manifest, stores and build settings for every scenario's lab host.
+    #[command(flatten)]
+    pub app: AppArgs,
+}
+
+impl ExperimentArgs {
+    pub async fn execute(self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.crash_rate) {
+            bail!("--crash-rate is a probability, between 0 and 1");
+        }
+        if self.shoppers == 0 || self.actions == 0 {
+            bail!("--shoppers and --actions must be at least 1");
+        }
+        run(self).await?;
+        Ok(())
+    }
 }
 
 /// One cell of the matrix.
 #[derive(Clone, Debug)]
 struct Scenario {
     name: String,
-    policy: ReusePolicy,
-    fleet: Option<FleetOptions>,
+    /// `--max-instance-reuse-count` and `--idle-instance-timeout`, for Spin's instances.
+    max_reuse: Option<u64>,
+    idle_timeout: Option<Duration>,
+    /// `--instances 4 --routing R`: a fleet instead.
+    fleet: Option<Routing>,
     crashes: bool,
     /// Roll every instance through a redeploy while the shoppers shop.
     rolling_redeploy: bool,
@@ -104,23 +152,17 @@ struct Scenario {
 fn matrix() -> Vec<Scenario> {
     let spin = |name: &str, max_reuse: u64, idle: Duration, crashes: bool| Scenario {
         name: name.to_string(),
-        policy: ReusePolicy {
-            max_reuse: Sampled::fixed(max_reuse),
-            idle_timeout: Some(Sampled::fixed(idle)),
-            ..ReusePolicy::default()
-        },
+        max_reuse: Some(max_reuse),
+        idle_timeout: Some(idle),
         fleet: None,
         crashes,
         rolling_redeploy: false,
     };
     let fleet = |name: &str, routing: Routing, crashes: bool, rolling_redeploy: bool| Scenario {
         name: name.to_string(),
-        policy: ReusePolicy::long_lived(),
-        fleet: Some(FleetOptions {
-            instances: 4,
-            routing,
-            restart_delay: Duration::from_millis(50),
-        }),
+        max_reuse: None,
+        idle_timeout: None,
+        fleet: Some(routing),
         crashes,
         rolling_redeploy,
     };
@@ -143,6 +185,24 @@ fn matrix() -> Vec<Scenario> {
         fleet("pool=4 least-loaded", Routing::LeastLoaded, false, false),
     ]
 }
+
+impl Scenario {
+    /// The lab host's flags for this scenario.
+    fn configure(&self, up: &mut UpArgs) {
+        up.max_instance_reuse_count = self.max_reuse.map(Sampled::fixed);
+        up.idle_instance_timeout = self.idle_timeout.map(Sampled::fixed);
+        if let Some(routing) = self.fleet {
+            up.instances = Some(FLEET_INSTANCES);
+            up.routing = routing;
+            up.restart_delay = FLEET_RESTART_DELAY;
+        }
+    }
+}
+
+/// The fleet scenarios' `--instances`.
+const FLEET_INSTANCES: u16 = 4;
+/// The fleet scenarios' `--restart-delay`.
+const FLEET_RESTART_DELAY: Duration = Duration::from_millis(50);
 
 /// One row of the results: a scenario seen through one design.
 #[derive(Clone, Debug, Serialize)]
@@ -179,7 +239,7 @@ struct Report<'a> {
 }
 
 /// Runs the matrix, prints the table and writes JSON, CSV and the plot.
-pub async fn run(mut options: ExperimentOptions) -> anyhow::Result<Vec<Row>> {
+pub async fn run(options: ExperimentArgs) -> anyhow::Result<Vec<Row>> {
     let all = matrix();
     // `--only NAME` picks that scenario; a filter naming none picks every
     // scenario containing it (`--only pool` for all fleets).
@@ -202,7 +262,8 @@ pub async fn run(mut options: ExperimentOptions) -> anyhow::Result<Vec<Row>> {
     }
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create {}", options.out.display()))?;
-    let store = crate::demo::choose_store(&mut options.up).await;
+    let mut base = UpArgs::in_process(options.app.clone());
+    let store = super::demo::choose_store(&mut base.app).await;
     eprintln!("cartlab experiment: {} scenarios; {store}", scenarios.len());
     let progress = ProgressBar::new((scenarios.len() * options.shoppers * 2) as u64);
     progress.set_style(
@@ -212,11 +273,10 @@ pub async fn run(mut options: ExperimentOptions) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (index, scenario) in scenarios.iter().enumerate() {
         progress.set_message(scenario.name.clone());
-        let mut up = options.up.clone();
-        up.policy = scenario.policy.clone();
-        up.fleet = scenario.fleet;
+        let mut up = base.clone();
+        scenario.configure(&mut up);
         // Build (if stale) once, before the first scenario.
-        up.build = options.up.build && index == 0;
+        up.app.no_build = base.app.no_build || index > 0;
         rows.extend(run_scenario(&options, &up, scenario, index as u64, &progress).await?);
     }
     progress.finish_and_clear();
@@ -226,16 +286,16 @@ pub async fn run(mut options: ExperimentOptions) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn run_scenario(
-    options: &ExperimentOptions,
-    up: &UpOptions,
+    options: &ExperimentArgs,
+    up: &UpArgs,
     scenario: &Scenario,
     index: u64,
     progress: &ProgressBar,
 ) -> anyhow::Result<Vec<Row>> {
-    let host = LocalHost::start(up)
+    let host = LocalHost::start(up, false)
         .await
         .with_context(|| format!("scenario `{}`: lab host did not start", scenario.name))?;
-    let mut events = host.app.lab.subscribe();
+    let mut events = host.app().lab.subscribe();
     let (stop_counting, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let counting = tokio::spawn(async move {
         // component -> (instances started, instances recycled)
@@ -342,7 +402,7 @@ enum Action {
 async fn shop(
     design: Design,
     shopper: &Shopper,
-    options: &ExperimentOptions,
+    options: &ExperimentArgs,
     crash_rate: f64,
     seed: u64,
 ) -> anyhow::Result<Outcome> {
@@ -519,7 +579,7 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-fn write_outputs(options: &ExperimentOptions, store: &str, rows: &[Row]) -> anyhow::Result<()> {
+fn write_outputs(options: &ExperimentArgs, store: &str, rows: &[Row]) -> anyhow::Result<()> {
     let command = std::iter::once("cartlab".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()

@@ -5,8 +5,11 @@
 //! (`cartlab up`, `spin up`, a deployed app); without a URL it starts a lab
 //! host in this process for the run.
 
+use super::AppArgs;
+use super::up::UpArgs;
+use crate::app::duration::parse_duration;
 use crate::client::{Answer, Design, Shopper};
-use crate::up::{LocalHost, UpOptions};
+use crate::up::LocalHost;
 use anyhow::{Context as _, bail};
 use cart_core::Cents;
 use cart_core::contract::LineView;
@@ -18,13 +21,34 @@ pub const SEED_ITEMS: [(&str, Cents); 2] = [
     ("iPhone 15", Cents(120_000)),
 ];
 
-pub struct DemoOptions {
-    /// A running app; `None` starts a lab host here.
+/// `--wait` when not given.
+pub const DEFAULT_WAIT: &str = "1s";
+
+/// The seed journey against both carts side by side: add, crash, read.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// A running app (cartlab up, spin up, or deployed); without it a lab
+    /// host is started for the run (Redis when 127.0.0.1:6379 answers).
+    #[arg(long)]
     pub url: Option<String>,
-    /// For the lab host started here: the manifest, runtime config, state dir.
-    pub up: UpOptions,
-    /// How long to wait after the crash before reading the cart again.
+    /// How long to wait after the crash before reading the carts again.
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_WAIT)]
     pub wait: Duration,
+    /// For the lab host started here: the manifest, runtime config, state dir.
+    #[command(flatten)]
+    pub app: AppArgs,
+}
+
+impl DemoArgs {
+    /// Exits non-zero when the stateless cart did not survive (or the
+    /// journey could not run).
+    pub async fn execute(self) -> anyhow::Result<()> {
+        let verdicts = run(self).await?;
+        if !verdicts.stateless_survived {
+            bail!("the stateless cart did not survive the crash: that is a bug");
+        }
+        Ok(())
+    }
 }
 
 /// How the journey ended for each design.
@@ -36,12 +60,13 @@ pub struct Verdicts {
 
 /// Runs the journey and prints it; an error means the journey could not be
 /// run at all (host unreachable, store down, crash disabled).
-pub async fn run(mut options: DemoOptions) -> anyhow::Result<Verdicts> {
-    let (url, host, setting) = match options.url.take() {
+pub async fn run(options: DemoArgs) -> anyhow::Result<Verdicts> {
+    let (url, host, setting) = match options.url {
         Some(url) => (url, None, "a running app".to_string()),
         None => {
-            let store = choose_store(&mut options.up).await;
-            let host = LocalHost::start(&options.up)
+            let mut up = UpArgs::in_process(options.app);
+            let store = choose_store(&mut up.app).await;
+            let host = LocalHost::start(&up, false)
                 .await
                 .context("cannot start a lab host for the demo")?;
             let setting = format!("a lab host started for this run with Spin's defaults; {store}");
@@ -60,7 +85,7 @@ pub async fn run(mut options: DemoOptions) -> anyhow::Result<Verdicts> {
 /// Picks the stores for a lab host started here and says which: the given
 /// runtime config; else Redis when 127.0.0.1:6379 answers (with the
 /// manifest's runtime-config.toml); else the embedded SQLite store.
-pub async fn choose_store(up: &mut UpOptions) -> String {
+pub async fn choose_store(up: &mut AppArgs) -> String {
     if let Some(file) = &up.runtime_config_file {
         return format!("stores from {}", file.display());
     }
