@@ -7,6 +7,7 @@ pub mod client;
 pub mod commands;
 pub mod component_build;
 pub mod fleet;
+pub mod host;
 pub mod instance;
 pub mod kv;
 pub mod lab;

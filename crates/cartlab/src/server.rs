@@ -3,12 +3,12 @@
 //! the component's instances (Spin's on-demand pool, or a fleet behind a
 //! balancer). `/_lab/` is the lab host's own and never reaches a component.
 
-use crate::app::routes::{LAB_PREFIX, RouteMatch, Router};
-use crate::fleet::{Fleet, NoLiveInstance};
-use crate::lab::{Lab, LabEvent, ServedBy, epoch_ms};
-use crate::pool::{ComponentPool, PoolContext};
+use crate::app::routes::{LAB_PREFIX, RouteMatch};
+use crate::fleet::NoLiveInstance;
+use crate::host::{App, Body, Instances, error_response};
+use crate::lab::{LabEvent, ServedBy, epoch_ms};
 use bytes::Bytes;
-use cart_core::contract::{ErrorBody, ErrorDetail, INSTANCE_HEADER};
+use cart_core::contract::INSTANCE_HEADER;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -16,38 +16,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::handler::{
-    ErrorCode as HandlerErrorCode, ExpirationError, InstantiationError, ProxyHandler,
+    ErrorCode as HandlerErrorCode, ExpirationError, InstantiationError,
 };
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
-
-pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-
-/// Everything a request needs: the routes, each component's instances, and
-/// the lab's registry.
-pub struct App {
-    pub router: Router,
-    pub components: BTreeMap<String, ComponentRuntime>,
-    pub lab: Arc<Lab>,
-}
-
-/// How one component's requests find an instance.
-pub struct ComponentRuntime {
-    pub context: PoolContext,
-    pub instances: Instances,
-}
-
-pub enum Instances {
-    /// Spin's way: any free instance, new ones on demand.
-    Spin(ProxyHandler<ComponentPool>),
-    /// `--instances N`: long-lived instances behind a balancer.
-    Fleet(Fleet),
-}
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (for at most `grace`).
@@ -286,26 +262,4 @@ fn for_component(
         .map_err(|_| HandlerErrorCode::from(ErrorCode::HttpProtocolError))
         .boxed_unsync();
     Request::from_parts(parts, body)
-}
-
-/// The host's own errors use the same JSON shape as the components'.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.to_string(),
-            message: message.to_string(),
-        },
-    };
-    // Two strings: serialising cannot fail.
-    let body = serde_json::to_string(&body).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
