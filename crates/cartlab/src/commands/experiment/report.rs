@@ -1,0 +1,203 @@
+//! The results: a row per scenario and design, printed as a table and
+//! written as JSON and CSV (and, through `plot`, as an SVG).
+
+use super::ExperimentArgs;
+use super::plot::plot;
+use super::shopper::{Mix, Outcome};
+use crate::client::Design;
+use anyhow::Context as _;
+use serde::Serialize;
+
+/// One row of the results: a scenario seen through one design.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub scenario: String,
+    pub design: Design,
+    pub shoppers: usize,
+    pub carts_intact: usize,
+    pub carts_intact_pct: f64,
+    pub items_lost: u64,
+    pub requests: u64,
+    /// Answers other than 2xx (crashes' collateral, 503s), crash requests excluded.
+    pub errors: u64,
+    pub instances_started: u64,
+    pub recycles: u64,
+    pub recycles_per_100_requests: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Report<'a> {
+    command: String,
+    store: &'a str,
+    shoppers: usize,
+    actions_per_shopper: usize,
+    think_time: String,
+    mix: Mix,
+    crash_rate: f64,
+    seed: u64,
+    rows: &'a [Row],
+}
+
+pub(super) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+pub(super) fn summarise(
+    scenario: &str,
+    design: Design,
+    outcomes: &[Outcome],
+    started: u64,
+    recycled: u64,
+) -> Row {
+    let mut latencies: Vec<f64> = outcomes
+        .iter()
+        .flat_map(|o| o.latencies_ms.iter().copied())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let requests: u64 = outcomes.iter().map(|o| o.requests).sum();
+    let intact = outcomes.iter().filter(|o| o.intact).count();
+    let round = |value: f64, places: i32| {
+        let scale = 10f64.powi(places);
+        (value * scale).round() / scale
+    };
+    Row {
+        scenario: scenario.to_string(),
+        design,
+        shoppers: outcomes.len(),
+        carts_intact: intact,
+        carts_intact_pct: round(100.0 * intact as f64 / outcomes.len().max(1) as f64, 1),
+        items_lost: outcomes.iter().map(|o| o.items_lost).sum(),
+        requests,
+        errors: outcomes.iter().map(|o| o.errors).sum(),
+        instances_started: started,
+        recycles: recycled,
+        recycles_per_100_requests: round(100.0 * recycled as f64 / requests.max(1) as f64, 2),
+        p50_ms: round(percentile(&latencies, 0.50), 2),
+        p99_ms: round(percentile(&latencies, 0.99), 2),
+    }
+}
+
+pub(super) fn print_table(rows: &[Row]) {
+    println!(
+        "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>13} {:>8} {:>8}",
+        "scenario",
+        "design",
+        "carts intact",
+        "items lost",
+        "requests",
+        "errors",
+        "instances",
+        "recycles/100",
+        "p50 ms",
+        "p99 ms"
+    );
+    for row in rows {
+        println!(
+            "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>13} {:>8.2} {:>8.2}",
+            row.scenario,
+            match row.design {
+                Design::Stateful => "stateful",
+                Design::Stateless => "stateless",
+            },
+            format!(
+                "{}/{} {:.0}%",
+                row.carts_intact, row.shoppers, row.carts_intact_pct
+            ),
+            row.items_lost,
+            row.requests,
+            row.errors,
+            row.instances_started,
+            format!("{:.2}", row.recycles_per_100_requests),
+            row.p50_ms,
+            row.p99_ms
+        );
+    }
+}
+
+pub(super) fn write_outputs(
+    options: &ExperimentArgs,
+    store: &str,
+    rows: &[Row],
+) -> anyhow::Result<()> {
+    let command = std::iter::once("cartlab".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let report = Report {
+        command,
+        store,
+        shoppers: options.shoppers,
+        actions_per_shopper: options.actions,
+        think_time: options.think_time.to_string(),
+        mix: options.mix,
+        crash_rate: options.crash_rate,
+        seed: options.seed,
+        rows,
+    };
+    let json_path = options.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let csv_path = options.out.join("results.csv");
+    std::fs::write(&csv_path, to_csv(rows))
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let plot_path = options.out.join("carts-intact.svg");
+    plot(rows, &plot_path)?;
+    println!(
+        "\nwrote {}, {} and {}",
+        json_path.display(),
+        csv_path.display(),
+        plot_path.display()
+    );
+    Ok(())
+}
+
+pub(super) fn to_csv(rows: &[Row]) -> String {
+    let mut csv = String::from(
+        "scenario,design,shoppers,carts_intact,carts_intact_pct,items_lost,requests,errors,\
+         instances_started,recycles,recycles_per_100_requests,p50_ms,p99_ms\n",
+    );
+    for row in rows {
+        // Scenario names are ours (no quotes or commas), but quote them anyway.
+        csv.push_str(&format!(
+            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            row.scenario.replace('"', "\"\""),
+            match row.design {
+                Design::Stateful => "stateful",
+                Design::Stateless => "stateless",
+            },
+            row.shoppers,
+            row.carts_intact,
+            row.carts_intact_pct,
+            row.items_lost,
+            row.requests,
+            row.errors,
+            row.instances_started,
+            row.recycles,
+            row.recycles_per_100_requests,
+            row.p50_ms,
+            row.p99_ms
+        ));
+    }
+    csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&sorted, 0.5), 51.0);
+        assert_eq!(percentile(&sorted, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
