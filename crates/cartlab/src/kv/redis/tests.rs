@@ -1,0 +1,175 @@
+use super::*;
+use crate::testing::RedisServer;
+use std::time::Instant;
+
+#[test]
+fn bad_url_is_an_error() {
+    assert!(RedisBackend::new("http://nope").is_err());
+    assert!(
+        RedisBackend::new("redis://127.0.0.1:1").is_ok(),
+        "no connection at open"
+    );
+}
+
+#[tokio::test]
+async fn crud_outage_and_recovery() {
+    let mut server = RedisServer::start();
+    let b = RedisBackend::new(&server.url()).unwrap();
+
+    assert_eq!(b.get("session:abc".into()).await.unwrap(), None);
+    assert!(!b.exists("session:abc".into()).await.unwrap());
+    b.set("session:abc".into(), b"one".to_vec()).await.unwrap();
+    b.set("session:abc".into(), vec![0, 1, 255]).await.unwrap();
+    b.set("other".into(), b"x".to_vec()).await.unwrap();
+    assert_eq!(
+        b.get("session:abc".into()).await.unwrap(),
+        Some(vec![0, 1, 255])
+    );
+    assert!(b.exists("session:abc".into()).await.unwrap());
+    assert_eq!(b.get_keys().await.unwrap(), ["other", "session:abc"]);
+    b.delete("other".into()).await.unwrap();
+    b.delete("never-there".into()).await.unwrap();
+    assert_eq!(b.get_keys().await.unwrap(), ["session:abc"]);
+
+    // Spin's layout: the key is stored under its own name.
+    assert_eq!(
+        server.query::<Vec<u8>>(&["GET", "session:abc"]),
+        [0u8, 1, 255]
+    );
+
+    // get_keys over several SCAN batches.
+    for i in 0..2500 {
+        b.set(format!("k{i:04}"), vec![1]).await.unwrap();
+    }
+    let keys = b.get_keys().await.unwrap();
+    assert_eq!(keys.len(), 2501);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+
+    // Outage: prompt Unavailable, repeatedly.
+    server.kill();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = b.get("session:abc".into()).await;
+        let took = t.elapsed();
+        assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+    }
+    let t = Instant::now();
+    assert!(matches!(b.get_keys().await, Err(KvError::Unavailable(_))));
+    assert!(t.elapsed() < Duration::from_millis(1500));
+
+    // Recovery on the same backend object (the fresh server has no data: no persistence).
+    server.restart();
+    b.set("session:abc".into(), b"back".to_vec()).await.unwrap();
+    assert_eq!(
+        b.get("session:abc".into()).await.unwrap(),
+        Some(b"back".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn start_while_down_then_recover() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let b = RedisBackend::new(&server.url()).unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        b.set("k".into(), vec![1]).await,
+        Err(KvError::Unavailable(_))
+    ));
+    assert!(t.elapsed() < Duration::from_millis(1500));
+    server.restart();
+    b.set("k".into(), vec![1]).await.unwrap();
+    assert!(b.exists("k".into()).await.unwrap());
+}
+
+#[tokio::test]
+async fn hung_server_times_out_promptly_then_recovers() {
+    let server = RedisServer::start();
+    let b = RedisBackend::new(&server.url()).unwrap();
+    b.set("k".into(), vec![1]).await.unwrap();
+    server.pause();
+    let t = Instant::now();
+    let r = b.get("k".into()).await;
+    let took = t.elapsed();
+    server.resume();
+    assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(b.get("k".into()).await.unwrap(), Some(vec![1]));
+}
+
+#[tokio::test]
+async fn server_errors_are_other() {
+    let server = RedisServer::start();
+    server.redis_cli(&["LPUSH", "list", "x"]);
+    let b = RedisBackend::new(&server.url()).unwrap();
+    assert!(matches!(b.get("list".into()).await, Err(KvError::Other(_))));
+    // And the backend keeps working afterwards.
+    b.set("k".into(), vec![2]).await.unwrap();
+}
+
+fn backend(server: &RedisServer) -> Arc<dyn KvBackend> {
+    Arc::new(RedisBackend::new(&server.url()).unwrap())
+}
+
+#[tokio::test]
+async fn compare_and_swap_semantics() {
+    let server = RedisServer::start();
+    crate::kv::conformance::compare_and_swap(backend(&server)).await;
+}
+
+#[tokio::test]
+async fn concurrent_cas_counter_reaches_32() {
+    let server = RedisServer::start();
+    crate::kv::conformance::concurrent_cas_counter(backend(&server)).await;
+}
+
+#[tokio::test]
+async fn increment_is_incrby_on_decimal_text() {
+    let server = RedisServer::start();
+    crate::kv::conformance::increment(backend(&server)).await;
+    // Stored the way Redis INCRBY stores it: a plain decimal string.
+    assert_eq!(server.redis_cli(&["GET", "n"]).trim(), "-2");
+}
+
+#[tokio::test]
+async fn batch_get_many_keeps_missing_keys() {
+    let server = RedisServer::start();
+    crate::kv::conformance::batch(backend(&server)).await;
+}
+
+#[tokio::test]
+async fn list_keys_pages_with_scan() {
+    let server = RedisServer::start();
+    let b = backend(&server);
+    crate::kv::conformance::list_keys(b.clone()).await;
+    assert!(matches!(
+        b.list_keys(Some("not a cursor".into())).await,
+        Err(KvError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn new_operations_fail_promptly_when_redis_is_down() {
+    let mut server = RedisServer::start();
+    let b = backend(&server);
+    server.kill();
+    let t = Instant::now();
+    assert!(matches!(
+        b.compare_and_swap("k".into(), None, vec![1]).await,
+        Err(KvError::Unavailable(_))
+    ));
+    assert!(matches!(
+        b.increment("k".into(), 1).await,
+        Err(KvError::Unavailable(_))
+    ));
+    assert!(matches!(
+        b.get_many(vec!["k".into()]).await,
+        Err(KvError::Unavailable(_))
+    ));
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        t.elapsed()
+    );
+}
