@@ -180,6 +180,7 @@ pub(super) fn observe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn answer(status: u16, items: &[(&str, u32)]) -> Answer {
         let lines: Vec<LineView> = items
