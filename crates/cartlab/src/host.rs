@@ -8,7 +8,7 @@ use crate::lab::Lab;
 use crate::pool::{ComponentPool, PoolContext};
 use bytes::Bytes;
 use cart_core::contract::{ErrorBody, ErrorDetail};
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -47,16 +47,21 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
             message: message.to_string(),
         },
     };
-    // Two strings: serialising cannot fail.
-    let body = serde_json::to_string(&body).unwrap_or_default();
+    json_response(status, &body)
+}
+
+/// A JSON answer of the host's own (errors, the lab API), never cached.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Plain structs of strings and numbers: serialising cannot fail.
+    let json = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(Bytes::from(json))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -9,12 +9,12 @@
 //!
 //! Answered only to loopback clients unless `--lab-api any`.
 
-use crate::host::{App, Body, Instances, error_response};
+use crate::host::{App, Body, Instances, error_response, json_response};
 use crate::lab::{InstanceHandle, LabAccess, LabEvent};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -428,23 +428,6 @@ fn sse_frame(name: &str, data: &impl Serialize) -> Bytes {
     // serde_json never writes a raw newline, so one `data:` line suffices.
     let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_string());
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
-}
-
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    let json = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(json))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[cfg(test)]
