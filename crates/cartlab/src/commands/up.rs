@@ -193,3 +193,24 @@ fn print_summary(host: &LocalHost) {
     let _ = stdout.write_all(summary.as_bytes());
     let _ = stdout.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    #[test]
+    fn in_process_args_are_the_command_lines_defaults_on_a_free_port() {
+        let mut parsed = Cli::parse_from(["cartlab-up"]).up;
+        assert_eq!(parsed.listen, DEFAULT_LISTEN.parse().unwrap());
+        parsed.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let built = UpArgs::in_process(parsed.app.clone());
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
+}
