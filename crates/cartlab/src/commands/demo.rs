@@ -9,7 +9,7 @@ use super::AppArgs;
 use super::up::UpArgs;
 use crate::app::duration::parse_duration;
 use crate::client::{Answer, Design, Shopper};
-use crate::up::LocalHost;
+use crate::commands::up::load::LocalHost;
 use anyhow::{Context as _, bail};
 use cart_core::Cents;
 use cart_core::contract::LineView;

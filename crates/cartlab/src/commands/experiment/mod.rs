@@ -16,9 +16,9 @@ pub use shopper::Mix;
 use super::AppArgs;
 use super::up::UpArgs;
 use crate::client::{Design, Shopper};
-use crate::lab::LabEvent;
-use crate::pool::Sampled;
-use crate::up::LocalHost;
+use crate::commands::up::load::LocalHost;
+use crate::runtime::lab::LabEvent;
+use crate::runtime::pool::Sampled;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::{print_table, summarise, write_outputs};
@@ -133,7 +133,15 @@ pub async fn run(options: ExperimentArgs) -> anyhow::Result<Vec<Row>> {
     }
     progress.finish_and_clear();
     print_table(&rows);
-    write_outputs(&options, &store, &rows)?;
+    let (json_path, csv_path) = write_outputs(&options, &store, &rows)?;
+    let plot_path = options.out.join("carts-intact.svg");
+    plot::plot(&rows, &plot_path)?;
+    println!(
+        "\nwrote {}, {} and {}",
+        json_path.display(),
+        csv_path.display(),
+        plot_path.display()
+    );
     Ok(rows)
 }
 

@@ -1,12 +1,12 @@
 //! The results: a row per scenario and design, printed as a table and
-//! written as JSON and CSV (and, through `plot`, as an SVG).
+//! written as JSON and CSV (`plot` draws the SVG from the same rows).
 
 use super::ExperimentArgs;
-use super::plot::plot;
 use super::shopper::{Mix, Outcome};
 use crate::client::Design;
 use anyhow::Context as _;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// One row of the results: a scenario seen through one design.
 #[derive(Clone, Debug, Serialize)]
@@ -122,11 +122,12 @@ pub(super) fn print_table(rows: &[Row]) {
     }
 }
 
+/// Writes `results.json` and `results.csv` into the output folder; returns their paths.
 pub(super) fn write_outputs(
     options: &ExperimentArgs,
     store: &str,
     rows: &[Row],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let command = std::iter::once("cartlab".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
@@ -148,15 +149,7 @@ pub(super) fn write_outputs(
     let csv_path = options.out.join("results.csv");
     std::fs::write(&csv_path, to_csv(rows))
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
-    let plot_path = options.out.join("carts-intact.svg");
-    plot(rows, &plot_path)?;
-    println!(
-        "\nwrote {}, {} and {}",
-        json_path.display(),
-        csv_path.display(),
-        plot_path.display()
-    );
-    Ok(())
+    Ok((json_path, csv_path))
 }
 
 pub(super) fn to_csv(rows: &[Row]) -> String {

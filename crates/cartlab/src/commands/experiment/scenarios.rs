@@ -2,8 +2,8 @@
 //! shoppers crash instances or the fleet rolls through a redeploy.
 
 use crate::commands::up::UpArgs;
-use crate::fleet::Routing;
-use crate::pool::Sampled;
+use crate::runtime::fleet::Routing;
+use crate::runtime::pool::Sampled;
 use std::time::Duration;
 
 /// One cell of the matrix.

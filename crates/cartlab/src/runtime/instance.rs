@@ -2,9 +2,9 @@
 //! resource table, and the component's grants (key-value labels, variables,
 //! outbound hosts).
 
-use crate::bindings::variables;
-use crate::kv::KvBackend;
-use crate::outbound::AllowedHosts;
+use crate::runtime::bindings::variables;
+use crate::runtime::kv::KvBackend;
+use crate::runtime::outbound::AllowedHosts;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::collections::BTreeMap;

@@ -8,9 +8,9 @@
 //! (`--instances N`), in which case its instances live until recycled.
 
 use crate::app::duration::parse_duration;
-use crate::instance::{ComponentGrants, InstanceState};
-use crate::lab::{InstanceHandle, Lab, RecycleReason, ServedBy};
-use crate::slot::SlotState;
+use crate::runtime::instance::{ComponentGrants, InstanceState};
+use crate::runtime::lab::{InstanceHandle, Lab, RecycleReason, ServedBy};
+use crate::runtime::slot::SlotState;
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::pin::Pin;

@@ -9,8 +9,8 @@
 //!
 //! Answered only to loopback clients unless `--lab-api any`.
 
-use crate::host::{App, Body, Instances, error_response, json_response};
-use crate::lab::{InstanceHandle, LabAccess, LabEvent};
+use crate::runtime::lab::{InstanceHandle, LabAccess, LabEvent};
+use crate::serve::host::{App, Body, Instances, error_response, json_response};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};

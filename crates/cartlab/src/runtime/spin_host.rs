@@ -2,9 +2,9 @@
 //! key-value backends and resolved variables, so a component cannot tell
 //! whether Spin or `cartlab up` runs it.
 
-use crate::bindings::{key_value, variables};
-use crate::instance::InstanceState;
-use crate::kv::{KvBackend, KvError};
+use crate::runtime::bindings::{key_value, variables};
+use crate::runtime::instance::InstanceState;
+use crate::runtime::kv::{KvBackend, KvError};
 use std::sync::Arc;
 use wasmtime::component::{Accessor, FutureReader, HasData, Resource, StreamReader};
 
@@ -26,10 +26,10 @@ pub fn add_to_linker(
 ) -> wasmtime::Result<()> {
     key_value::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     variables::add_to_linker::<_, SpinHost>(linker, |state| state)?;
-    crate::bindings::redis::add_to_linker::<_, SpinHost>(linker, |state| state)?;
-    crate::bindings::wasi_store::add_to_linker::<_, SpinHost>(linker, |state| state)?;
-    crate::bindings::wasi_atomics::add_to_linker::<_, SpinHost>(linker, |state| state)?;
-    crate::bindings::wasi_batch::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::runtime::bindings::redis::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::runtime::bindings::wasi_store::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::runtime::bindings::wasi_atomics::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    crate::runtime::bindings::wasi_batch::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     Ok(())
 }
 

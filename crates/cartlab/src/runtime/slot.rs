@@ -2,7 +2,7 @@
 //! by the slot's pool, which starts at most one instance in it at a time, and the fleet's
 //! balancer, which routes around a slot that is down.
 
-use crate::lab::{InstanceHandle, Lab, LabEvent, epoch_ms};
+use crate::runtime::lab::{InstanceHandle, Lab, LabEvent, epoch_ms};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

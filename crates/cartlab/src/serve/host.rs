@@ -3,9 +3,9 @@
 //! (`lab_api`) both serve from it.
 
 use crate::app::routes::Router;
-use crate::fleet::Fleet;
-use crate::lab::Lab;
-use crate::pool::{ComponentPool, PoolContext};
+use crate::runtime::fleet::Fleet;
+use crate::runtime::lab::Lab;
+use crate::runtime::pool::{ComponentPool, PoolContext};
 use bytes::Bytes;
 use cart_core::contract::{ErrorBody, ErrorDetail};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};

@@ -6,13 +6,13 @@ use crate::app::manifest::AppManifest;
 use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
 use crate::commands::up::UpArgs;
-use crate::fleet::Fleet;
-use crate::host::{App, ComponentRuntime, Instances};
-use crate::instance::{ComponentGrants, InstanceState};
-use crate::kv::faults::Faults;
-use crate::lab::Lab;
-use crate::outbound::AllowedHosts;
-use crate::pool::{ComponentPool, PoolContext};
+use crate::runtime::fleet::Fleet;
+use crate::runtime::instance::{ComponentGrants, InstanceState};
+use crate::runtime::kv::faults::Faults;
+use crate::runtime::lab::Lab;
+use crate::runtime::outbound::AllowedHosts;
+use crate::runtime::pool::{ComponentPool, PoolContext};
+use crate::serve::host::{App, ComponentRuntime, Instances};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-    crate::spin_host::add_to_linker(&mut linker)?;
+    crate::runtime::spin_host::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -90,8 +90,10 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
     if !app_args.no_build {
         // Building runs cargo and waits on it: keep it off the async workers.
         let manifest = manifest.clone();
-        tokio::task::spawn_blocking(move || crate::component_build::ensure_built(&manifest))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            crate::runtime::component_build::ensure_built(&manifest)
+        })
+        .await??;
     }
 
     let engine = engine(options)?;
@@ -186,7 +188,7 @@ async fn open_stores(
     manifest: &AppManifest,
     runtime_config: &RuntimeConfig,
     faults: Option<&Arc<Faults>>,
-) -> anyhow::Result<BTreeMap<String, Arc<dyn crate::kv::KvBackend>>> {
+) -> anyhow::Result<BTreeMap<String, Arc<dyn crate::runtime::kv::KvBackend>>> {
     let mut stores = BTreeMap::new();
     let granted: std::collections::BTreeSet<&String> = manifest
         .components
@@ -197,7 +199,7 @@ async fn open_stores(
         let config = runtime_config.key_value.get(label).with_context(|| {
             format!("key-value store `{label}` is granted but not defined in the runtime config")
         })?;
-        let backend = crate::kv::open(label, config, faults)
+        let backend = crate::runtime::kv::open(label, config, faults)
             .await
             .with_context(|| format!("cannot open key-value store `{label}`"))?;
         stores.insert(label.clone(), backend);
@@ -240,7 +242,7 @@ impl LocalHost {
             .with_context(|| format!("cannot listen on {}", options.listen))?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::server::serve(
+        let task = tokio::spawn(crate::serve::server::serve(
             loaded.app.clone(),
             listener,
             async {

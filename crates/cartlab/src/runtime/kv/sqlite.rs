@@ -398,12 +398,12 @@ mod tests {
 
     #[tokio::test]
     async fn compare_and_swap_semantics() {
-        crate::kv::conformance::compare_and_swap(memory()).await;
+        crate::runtime::kv::conformance::compare_and_swap(memory()).await;
     }
 
     #[tokio::test]
     async fn concurrent_cas_counter_reaches_32() {
-        crate::kv::conformance::concurrent_cas_counter(memory()).await;
+        crate::runtime::kv::conformance::concurrent_cas_counter(memory()).await;
     }
 
     #[tokio::test]
@@ -422,7 +422,7 @@ mod tests {
                         let current = backend.get("counter".into()).await.unwrap();
                         let n = current
                             .as_deref()
-                            .map_or(0, |v| crate::kv::parse_counter(v).unwrap());
+                            .map_or(0, |v| crate::runtime::kv::parse_counter(v).unwrap());
                         let next = (n + 1).to_string().into_bytes();
                         if backend
                             .compare_and_swap("counter".into(), current, next)
@@ -444,19 +444,19 @@ mod tests {
     #[tokio::test]
     async fn increment_stores_decimal_text() {
         let b = memory();
-        crate::kv::conformance::increment(b.clone()).await;
+        crate::runtime::kv::conformance::increment(b.clone()).await;
         assert_eq!(b.get("n".into()).await.unwrap(), Some(b"-2".to_vec()));
     }
 
     #[tokio::test]
     async fn batch_get_many_keeps_missing_keys() {
-        crate::kv::conformance::batch(memory()).await;
+        crate::runtime::kv::conformance::batch(memory()).await;
     }
 
     #[tokio::test]
     async fn list_keys_pages_by_last_key() {
         let b = memory();
-        crate::kv::conformance::list_keys(b.clone()).await;
+        crate::runtime::kv::conformance::list_keys(b.clone()).await;
         // Labels sharing a file do not see each other's keys.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");

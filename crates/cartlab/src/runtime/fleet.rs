@@ -8,9 +8,9 @@
 //! its slot out of rotation for `--restart-delay`, like a server restarting;
 //! the balancer sends that slot's traffic elsewhere meanwhile.
 
-use crate::lab::ServedBy;
-use crate::pool::{ComponentPool, PoolContext, ReusePolicy};
-use crate::slot::{SlotState, SlotUnavailable};
+use crate::runtime::lab::ServedBy;
+use crate::runtime::pool::{ComponentPool, PoolContext, ReusePolicy};
+use crate::runtime::slot::{SlotState, SlotUnavailable};
 use cookie::Cookie;
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
@@ -291,7 +291,7 @@ fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::Lab;
+    use crate::runtime::lab::Lab;
     use http::HeaderValue;
 
     fn headers(name: http::HeaderName, value: &str) -> HeaderMap {
@@ -308,7 +308,7 @@ mod tests {
     }
 
     fn lab() -> Arc<Lab> {
-        Arc::new(Lab::new(crate::lab::LabAccess::Loopback))
+        Arc::new(Lab::new(crate::runtime::lab::LabAccess::Loopback))
     }
 
     #[tokio::test]

@@ -3,13 +3,15 @@
 //! `demo` and `experiment` build one with [`UpArgs::in_process`] for the
 //! hosts they start here.
 
+pub mod load;
+
 use super::AppArgs;
 use crate::app::duration::parse_duration;
-use crate::fleet::{FleetOptions, Routing};
-use crate::kv::faults::FaultSpec;
-use crate::lab::LabAccess;
-use crate::pool::{ReusePolicy, Sampled};
-use crate::up::LocalHost;
+use crate::commands::up::load::LocalHost;
+use crate::runtime::fleet::{FleetOptions, Routing};
+use crate::runtime::kv::faults::FaultSpec;
+use crate::runtime::lab::LabAccess;
+use crate::runtime::pool::{ReusePolicy, Sampled};
 use std::net::SocketAddr;
 use std::time::Duration;
 

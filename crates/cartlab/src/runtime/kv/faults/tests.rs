@@ -1,5 +1,5 @@
 use super::*;
-use crate::kv::redis::RedisBackend;
+use crate::runtime::kv::redis::RedisBackend;
 use crate::testing::RedisServer;
 
 fn parse(text: &str) -> Result<FaultSpec, String> {
@@ -99,7 +99,7 @@ fn redis_config(server: &RedisServer) -> StoreConfig {
 /// A Redis store of label `default` opened as `cartlab up --kv-faults spec` opens it.
 async fn open(server: &RedisServer, spec: &str) -> (Arc<dyn KvBackend>, Arc<Faults>) {
     let faults = Faults::new(parse(spec).unwrap());
-    let backend = crate::kv::open("default", &redis_config(server), Some(&faults))
+    let backend = crate::runtime::kv::open("default", &redis_config(server), Some(&faults))
         .await
         .unwrap();
     (backend, faults)
@@ -196,7 +196,7 @@ async fn spin_4_1_set_wipes_the_ttl() {
 #[tokio::test]
 async fn without_faults_writes_keep_the_ttl() {
     let server = RedisServer::start();
-    let b = crate::kv::open("default", &redis_config(&server), None)
+    let b = crate::runtime::kv::open("default", &redis_config(&server), None)
         .await
         .unwrap();
     server.redis_cli(&["SET", "k", "v"]);
@@ -231,7 +231,7 @@ async fn without_faults_writes_keep_the_ttl() {
 async fn spin_4_1_leaves_sqlite_alone() {
     let faults = Faults::new(parse("spin-4.1").unwrap());
     let config = StoreConfig::Sqlite { path: None };
-    let b = crate::kv::open("default", &config, Some(&faults))
+    let b = crate::runtime::kv::open("default", &config, Some(&faults))
         .await
         .unwrap();
     assert!(

@@ -4,9 +4,9 @@
 //! balancer). `/_lab/` is the lab host's own and never reaches a component.
 
 use crate::app::routes::{LAB_PREFIX, RouteMatch};
-use crate::fleet::NoLiveInstance;
-use crate::host::{App, Body, Instances, error_response};
-use crate::lab::{LabEvent, ServedBy, epoch_ms};
+use crate::runtime::fleet::NoLiveInstance;
+use crate::runtime::lab::{LabEvent, ServedBy, epoch_ms};
+use crate::serve::host::{App, Body, Instances, error_response};
 use bytes::Bytes;
 use cart_core::contract::INSTANCE_HEADER;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -103,7 +103,7 @@ async fn handle(
         .strip_prefix(LAB_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        return crate::lab_api::handle(app, request, client).await;
+        return crate::serve::lab_api::handle(app, request, client).await;
     }
     let Some(matched) = app.router.route(&path) else {
         return error_response(

@@ -115,19 +115,19 @@ fn backend(server: &RedisServer) -> Arc<dyn KvBackend> {
 #[tokio::test]
 async fn compare_and_swap_semantics() {
     let server = RedisServer::start();
-    crate::kv::conformance::compare_and_swap(backend(&server)).await;
+    crate::runtime::kv::conformance::compare_and_swap(backend(&server)).await;
 }
 
 #[tokio::test]
 async fn concurrent_cas_counter_reaches_32() {
     let server = RedisServer::start();
-    crate::kv::conformance::concurrent_cas_counter(backend(&server)).await;
+    crate::runtime::kv::conformance::concurrent_cas_counter(backend(&server)).await;
 }
 
 #[tokio::test]
 async fn increment_is_incrby_on_decimal_text() {
     let server = RedisServer::start();
-    crate::kv::conformance::increment(backend(&server)).await;
+    crate::runtime::kv::conformance::increment(backend(&server)).await;
     // Stored the way Redis INCRBY stores it: a plain decimal string.
     assert_eq!(server.redis_cli(&["GET", "n"]).trim(), "-2");
 }
@@ -135,14 +135,14 @@ async fn increment_is_incrby_on_decimal_text() {
 #[tokio::test]
 async fn batch_get_many_keeps_missing_keys() {
     let server = RedisServer::start();
-    crate::kv::conformance::batch(backend(&server)).await;
+    crate::runtime::kv::conformance::batch(backend(&server)).await;
 }
 
 #[tokio::test]
 async fn list_keys_pages_with_scan() {
     let server = RedisServer::start();
     let b = backend(&server);
-    crate::kv::conformance::list_keys(b.clone()).await;
+    crate::runtime::kv::conformance::list_keys(b.clone()).await;
     assert!(matches!(
         b.list_keys(Some("not a cursor".into())).await,
         Err(KvError::Other(_))

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use crate::bindings::{wasi_atomics as atomics, wasi_batch as batch, wasi_store as store};
-use crate::instance::InstanceState;
-use crate::kv::{KvBackend, KvError};
+use crate::runtime::bindings::{wasi_atomics as atomics, wasi_batch as batch, wasi_store as store};
+use crate::runtime::instance::InstanceState;
+use crate::runtime::kv::{KvBackend, KvError};
 
 /// An open `wasi:keyvalue/store.bucket`.
 pub struct Bucket {

@@ -11,10 +11,10 @@ wasmtime::component::bindgen!({
         default: store | trappable | tracing,
     },
     with: {
-        "spin:key-value/key-value.store": crate::spin_host::OpenStore,
-        "spin:redis/redis.connection": crate::spin_redis::RedisConnection,
-        "wasi:keyvalue/store.bucket": crate::wasi_keyvalue::Bucket,
-        "wasi:keyvalue/atomics.cas": crate::wasi_keyvalue::Cas,
+        "spin:key-value/key-value.store": crate::runtime::spin_host::OpenStore,
+        "spin:redis/redis.connection": crate::runtime::spin_redis::RedisConnection,
+        "wasi:keyvalue/store.bucket": crate::runtime::wasi_keyvalue::Bucket,
+        "wasi:keyvalue/atomics.cas": crate::runtime::wasi_keyvalue::Cas,
     },
 });
 

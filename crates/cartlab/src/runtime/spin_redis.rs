@@ -8,10 +8,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
 use wasmtime::component::{Accessor, Resource};
 
-use crate::bindings::redis as wit;
-use crate::instance::InstanceState;
-use crate::kv::redis::{connection_config, within_deadline};
-use crate::spin_host::SpinHost;
+use crate::runtime::bindings::redis as wit;
+use crate::runtime::instance::InstanceState;
+use crate::runtime::kv::redis::{connection_config, within_deadline};
+use crate::runtime::spin_host::SpinHost;
 
 /// An open `spin:redis/redis.connection`.
 pub struct RedisConnection {

@@ -1,0 +1,16 @@
+//! Running components: the engine's Spin interfaces and key-value backends, instances, their
+//! pools with Spin's reuse rules, fleets of long-lived instances, the lab's registry of them,
+//! and building stale components.
+
+pub mod bindings;
+pub mod component_build;
+pub mod fleet;
+pub mod instance;
+pub mod kv;
+pub mod lab;
+pub mod outbound;
+pub mod pool;
+pub mod slot;
+pub mod spin_host;
+pub mod spin_redis;
+pub mod wasi_keyvalue;

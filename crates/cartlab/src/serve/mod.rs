@@ -1,0 +1,6 @@
+//! The HTTP side: the running host a request sees, the front that routes requests to
+//! components, and the lab's own `/_lab/` API.
+
+pub mod host;
+pub mod lab_api;
+pub mod server;
