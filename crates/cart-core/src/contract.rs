@@ -11,6 +11,10 @@ pub use crate::idempotency::{IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 
 /// The id of the instance that answered (its `serverId`), on every response.
 pub const INSTANCE_HEADER: &str = "x-cartlab-instance";
+/// The environment variable through which a host names each instance (as `wasmtime serve`
+/// hands each instance its environment): the lab host sets it, and a component reports it as
+/// its `serverId`; under hosts that do not (Spin), the component picks a random id.
+pub const INSTANCE_ID_ENV: &str = "CARTLAB_INSTANCE_ID";
 /// How many requests that instance has served, this one included.
 pub const REQUESTS_HEADER: &str = "x-cartlab-requests";
 /// A component's session cookie is this prefix and its kind: `cartlab_stateless`.
