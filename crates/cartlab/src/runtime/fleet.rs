@@ -58,8 +58,8 @@ const MAX_AFFINITIES: usize = 100_000;
 
 /// The load balancer in front of a fleet: pure routing over slot states.
 pub struct Balancer {
-    pub routing: Routing,
-    pub slots: Vec<Arc<SlotState>>,
+    routing: Routing,
+    slots: Vec<Arc<SlotState>>,
     next: AtomicUsize,
     /// `name=value` of a session cookie -> the slot it sticks to.
     affinity: Mutex<HashMap<String, usize>>,
@@ -175,8 +175,8 @@ impl Balancer {
 
 /// A component's fleet: one pool per slot, and the balancer in front.
 pub struct Fleet {
-    pub balancer: Balancer,
-    pub pools: Vec<ProxyHandler<ComponentPool>>,
+    balancer: Balancer,
+    pools: Vec<ProxyHandler<ComponentPool>>,
 }
 
 impl Fleet {
@@ -206,17 +206,27 @@ impl Fleet {
         }
     }
 
-    /// Sends a request to the slot chosen for it, counting it in flight there.
+    pub fn routing(&self) -> Routing {
+        self.balancer.routing
+    }
+
+    pub fn slots(&self) -> &[Arc<SlotState>] {
+        &self.balancer.slots
+    }
+
+    /// Sends a request to the slot the balancer picks, counting it in flight there.
     /// If the slot turns out to be restarting (it crashed a moment ago), the
     /// balancer routes the request again, as a balancer retries a refused
     /// connection; if the slot's instance is momentarily busy, the request
     /// waits for it rather than starting a second instance in the slot.
     pub async fn handle(
         &self,
-        mut choice: Choice,
         served_by: ServedBy,
         mut request: wasmtime_wasi_http::handler::Request,
-    ) -> wasmtime::Result<(Choice, wasmtime_wasi_http::handler::Response)> {
+    ) -> wasmtime::Result<wasmtime_wasi_http::handler::Response> {
+        let Some(mut choice) = self.balancer.choose(request.headers()) else {
+            return Err(wasmtime::Error::new(NoLiveInstance));
+        };
         let give_up = Instant::now() + BUSY_WAIT_LIMIT;
         loop {
             let slot = &self.balancer.slots[choice.slot];
@@ -228,7 +238,10 @@ impl Fleet {
             let error = match result {
                 Ok(response) => {
                     self.balancer.learn(choice.slot, response.headers());
-                    return Ok((choice, response));
+                    if choice.failed_over {
+                        tracing::info!(component = %slot.component, slot = choice.slot, "sticky session failed over to a live instance");
+                    }
+                    return Ok(response);
                 }
                 Err(error) => error,
             };

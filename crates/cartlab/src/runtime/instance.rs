@@ -6,6 +6,7 @@ use crate::runtime::bindings::variables;
 use crate::runtime::kv::KvBackend;
 use crate::runtime::outbound::AllowedHosts;
 use bytes::Bytes;
+use cart_core::contract::INSTANCE_ID_ENV;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,15 +82,20 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    pub fn new(component: Arc<ComponentGrants>) -> Self {
+    /// A new instance's store; `server_id` is handed to it through its environment.
+    pub fn new(component: Arc<ComponentGrants>, server_id: &str) -> Self {
         let mut wasi = WasiCtx::builder();
         // Like Spin: component stdout/stderr go to the host's terminal.
         if component.guest_output {
             wasi.inherit_stdout().inherit_stderr();
         }
+        // The host names its instances; a user's `-e` of the same name does not.
         for (key, value) in &component.environment {
-            wasi.env(key, value);
+            if key != INSTANCE_ID_ENV {
+                wasi.env(key, value);
+            }
         }
+        wasi.env(INSTANCE_ID_ENV, server_id);
         Self {
             table: ResourceTable::new(),
             wasi: wasi.build(),

@@ -76,6 +76,7 @@ impl Lab {
             number: handle.number,
             slot: handle.slot,
             generation: handle.generation,
+            server_id: handle.server_id.clone(),
             at: epoch_ms(),
         });
         self.live().push(handle);
@@ -123,8 +124,8 @@ impl Lab {
     }
 }
 
-/// One live instance, shared by the pool that runs it, the server that
-/// counts its requests and the lab API that may retire it.
+/// One live instance, shared by the pool that runs it (and counts its requests) and the lab
+/// API that lists and may retire it.
 pub struct InstanceHandle {
     pub component: String,
     /// Per component, in order of creation: `stateful-cart#3`.
@@ -134,32 +135,54 @@ pub struct InstanceHandle {
     /// How many instances the slot (or, without slots, the component) has had.
     pub generation: u64,
     pub born: Instant,
+    /// The id the host hands the instance through its environment
+    /// ([`INSTANCE_ID_ENV`](cart_core::contract::INSTANCE_ID_ENV)), which the component
+    /// reports as its `serverId`.
+    pub server_id: String,
+    /// Requests the instance has taken, and of those, how many it is still answering.
     served: AtomicU64,
     in_flight: AtomicUsize,
     retiring: AtomicBool,
     /// Takes no more requests (reuse limit reached or retired).
     closed: AtomicBool,
+    /// A request outlived `--request-timeout`: the instance goes for `timeout`, not a trap.
+    timed_out: AtomicBool,
     waker: AtomicWaker,
-    /// The id the guest reports in [`INSTANCE_HEADER`](cart_core::contract::INSTANCE_HEADER),
-    /// learnt from its first answer.
-    server_id: OnceLock<String>,
 }
 
 impl InstanceHandle {
-    pub fn new(component: &str, number: u64, slot: Option<usize>, generation: u64) -> Self {
+    pub fn new(
+        component: &str,
+        number: u64,
+        slot: Option<usize>,
+        generation: u64,
+        server_id: String,
+    ) -> Self {
         Self {
             component: component.to_string(),
             number,
             slot,
             generation,
             born: Instant::now(),
+            server_id,
             served: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             retiring: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            server_id: OnceLock::new(),
         }
+    }
+
+    /// A fresh id to hand a new instance: 8 hex digits, the shape a component picks for
+    /// itself under hosts that name no instance.
+    pub fn new_server_id() -> String {
+        let mut bytes = [0u8; 4];
+        // An id only tells instances apart in the lab; without randomness, the number does.
+        if getrandom::fill(&mut bytes).is_err() {
+            return String::new();
+        }
+        format!("{:08x}", u32::from_le_bytes(bytes))
     }
 
     pub fn id(&self) -> String {
@@ -172,10 +195,6 @@ impl InstanceHandle {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn server_id(&self) -> Option<&str> {
-        self.server_id.get().map(String::as_str)
     }
 
     /// Asks the instance to finish what it is serving, take nothing new, and go.
@@ -201,16 +220,23 @@ impl InstanceHandle {
         self.waker.register(waker);
     }
 
+    /// The instance took a request (as Spin counts towards the reuse limit) ...
     pub(crate) fn request_started(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn request_finished(&self, server_id: Option<&str>) {
+    /// ... and has answered it, or failed to.
+    pub(crate) fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.served.fetch_add(1, Ordering::Relaxed);
-        if let Some(server_id) = server_id {
-            let _ = self.server_id.set(server_id.to_string());
-        }
+    }
+
+    pub(crate) fn mark_timed_out(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+    }
+
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
     }
 
     /// `draining` once it takes nothing new (retired, or at its reuse limit)
@@ -224,8 +250,8 @@ impl InstanceHandle {
     }
 }
 
-/// Filled in by the pool when an instance accepts the request, so the server
-/// learns which instance served it.
+/// Filled in by the pool when an instance accepts the request, so that
+/// [`Instances`](crate::runtime::instances::Instances) learns which instance served it.
 pub type ServedBy = Arc<OnceLock<Arc<InstanceHandle>>>;
 
 /// What `/_lab/events` streams. Field names are the dashboard's (camelCase).
@@ -242,6 +268,7 @@ pub enum LabEvent {
         number: u64,
         slot: Option<usize>,
         generation: u64,
+        server_id: String,
         at: u64,
     },
     Request {
@@ -324,18 +351,19 @@ mod tests {
     async fn registry_tracks_instances_and_publishes_their_lives() {
         let lab = Lab::new(LabAccess::Loopback);
         let mut events = lab.subscribe();
-        let first = Arc::new(InstanceHandle::new("stateful-cart", 1, None, 1));
-        let second = Arc::new(InstanceHandle::new("stateless-cart", 1, Some(0), 1));
+        let first = Arc::new(InstanceHandle::new("stateful-cart", 1, None, 1, "abc".into()));
+        let second = Arc::new(InstanceHandle::new("stateless-cart", 1, Some(0), 1, "def".into()));
         lab.register(first.clone());
         lab.register(second.clone());
         assert_eq!(lab.instances(None).len(), 2);
         assert_eq!(lab.instances(Some("stateful-cart")).len(), 1);
 
         first.request_started();
-        assert_eq!(first.in_flight(), 1);
-        first.request_finished(Some("abc"));
-        first.request_finished(Some("other"));
-        assert_eq!((first.served(), first.server_id()), (2, Some("abc")));
+        first.request_started();
+        assert_eq!((first.in_flight(), first.served()), (2, 2));
+        first.request_finished();
+        first.request_finished();
+        assert_eq!((first.in_flight(), first.served()), (0, 2));
 
         first.retire();
         assert_eq!(first.state(), "draining");

@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod component_build;
 pub mod fleet;
 pub mod instance;
+pub mod instances;
 pub mod kv;
 pub mod lab;
 pub mod outbound;

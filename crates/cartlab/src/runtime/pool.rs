@@ -16,7 +16,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::GuestTaskId;
@@ -242,7 +242,11 @@ impl HandlerState for ComponentPool {
             None => None,
         };
         let number = self.next_number.fetch_add(1, Ordering::Relaxed);
-        let mut store = Store::new(&self.engine, InstanceState::new(self.grants.clone()));
+        let server_id = InstanceHandle::new_server_id();
+        let mut store = Store::new(
+            &self.engine,
+            InstanceState::new(self.grants.clone(), &server_id),
+        );
         let proxy = match self.pre.instantiate_async(&mut store).await {
             Ok(proxy) => proxy,
             Err(error) => {
@@ -260,6 +264,7 @@ impl HandlerState for ComponentPool {
             number,
             self.slot.as_ref().map(|slot| slot.index),
             generation.unwrap_or(number),
+            server_id,
         ));
         if let Some(slot) = &self.slot {
             slot.finish_start(Some(handle.clone()));
@@ -282,7 +287,6 @@ impl HandlerState for ComponentPool {
             state: PooledInstance {
                 max_reuse: usize::try_from(max_reuse).unwrap_or(usize::MAX),
                 max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
-                served: AtomicUsize::new(0),
                 request_timeout: self.policy.request_timeout,
                 shutting_down: self.shutting_down.clone(),
                 handle,
@@ -306,11 +310,10 @@ impl fmt::Display for Limit {
     }
 }
 
-/// One live instance's bookkeeping (who it is lives in its `handle`).
+/// One live instance's limits; who it is and what it has served live in its `handle`.
 pub struct PooledInstance {
     max_reuse: usize,
     max_concurrent: usize,
-    served: AtomicUsize,
     request_timeout: Option<Duration>,
     shutting_down: Arc<AtomicBool>,
     handle: Arc<InstanceHandle>,
@@ -323,7 +326,6 @@ impl WorkerState for PooledInstance {
     type RequestId = ServedBy;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        self.served.store(total, Ordering::Relaxed);
         if total >= self.max_reuse || self.handle.is_retiring() {
             self.handle.close();
             ShouldAccept::Never
@@ -343,20 +345,26 @@ impl WorkerState for PooledInstance {
         self.handle.request_started();
         let _ = served_by.set(self.handle.clone());
         match self.request_timeout {
-            Some(timeout) => Box::pin(tokio::time::sleep(timeout)),
+            Some(timeout) => {
+                let handle = self.handle.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(timeout).await;
+                    handle.mark_timed_out();
+                })
+            }
             None => Box::pin(std::future::pending()),
         }
     }
 
     fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
-        let served = self.served.load(Ordering::Relaxed);
+        let served = self.handle.served();
         let reason = match &result {
             // The host is stopping and drops its workers (their tasks end).
             _ if self.shutting_down.load(Ordering::Relaxed) => RecycleReason::Shutdown,
-            Err(error) if error.to_string().contains("timed out") => RecycleReason::Timeout,
+            Err(_) if self.handle.timed_out() => RecycleReason::Timeout,
             Err(_) => RecycleReason::Trap,
             Ok(()) if self.handle.is_retiring() => RecycleReason::Recycled,
-            Ok(()) if served >= self.max_reuse => RecycleReason::ReuseLimit,
+            Ok(()) if served >= self.max_reuse as u64 => RecycleReason::ReuseLimit,
             Ok(()) => RecycleReason::Idle,
         };
         self.lab.unregister(&self.handle, reason);
@@ -447,7 +455,12 @@ impl WorkerExpiration for Expiry {
             self.armed_for = Some(deadline);
             self.timer.as_mut().reset(deadline);
         }
-        self.timer.as_mut().poll(cx)
+        let expired = self.timer.as_mut().poll(cx);
+        // Expiring with requests unanswered is what the handler reports as a timeout.
+        if expired.is_ready() && status != WorkerStatus::Idle {
+            self.handle.mark_timed_out();
+        }
+        expired
     }
 }
 

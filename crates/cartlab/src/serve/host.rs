@@ -3,9 +3,8 @@
 //! (`lab_api`) both serve from it.
 
 use crate::app::routes::Router;
-use crate::runtime::fleet::Fleet;
+use crate::runtime::instances::{Instances, Recycled};
 use crate::runtime::lab::Lab;
-use crate::runtime::pool::{ComponentPool, PoolContext};
 use bytes::Bytes;
 use cart_core::contract::{ErrorBody, ErrorDetail};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
@@ -14,7 +13,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wasmtime_wasi_http::handler::ProxyHandler;
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -22,21 +20,25 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 /// the lab's registry.
 pub struct App {
     pub router: Router,
-    pub components: BTreeMap<String, ComponentRuntime>,
+    pub components: BTreeMap<String, Instances>,
     pub lab: Arc<Lab>,
 }
 
-/// How one component's requests find an instance.
-pub struct ComponentRuntime {
-    pub context: PoolContext,
-    pub instances: Instances,
-}
-
-pub enum Instances {
-    /// Spin's way: any free instance, new ones on demand.
-    Spin(ProxyHandler<ComponentPool>),
-    /// `--instances N`: long-lived instances behind a balancer.
-    Fleet(Fleet),
+impl App {
+    /// A rolling redeploy of one component, or of all at once as one release would roll
+    /// them (within a component, one instance at a time).
+    pub async fn roll(&self, component: Option<&str>) -> Recycled {
+        let rolls = self
+            .components
+            .iter()
+            .filter(|(name, _)| component.is_none_or(|c| c == name.as_str()))
+            .map(|(_, instances)| instances.roll());
+        let mut outcome = Recycled::default();
+        for rolled in futures::future::join_all(rolls).await {
+            outcome.extend(rolled);
+        }
+        outcome
+    }
 }
 
 /// The host's own errors use the same JSON shape as the components'.

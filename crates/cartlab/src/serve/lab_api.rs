@@ -9,8 +9,10 @@
 //!
 //! Answered only to loopback clients unless `--lab-api any`.
 
-use crate::runtime::lab::{InstanceHandle, LabAccess, LabEvent};
-use crate::serve::host::{App, Body, Instances, error_response, json_response};
+use crate::runtime::fleet::Routing;
+use crate::runtime::instances::{ComponentView, Instances, Recycled};
+use crate::runtime::lab::{LabAccess, LabEvent};
+use crate::serve::host::{App, Body, error_response, json_response};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -18,12 +20,9 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// How long a recycle waits for instances to finish their requests.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Largest request body the lab API reads.
 const MAX_BODY: usize = 4096;
 
@@ -78,99 +77,17 @@ fn may_use(access: LabAccess, client: SocketAddr) -> bool {
 struct Snapshot {
     /// `spin` (instances on demand) or `pool` (`--instances N` fleets).
     mode: &'static str,
-    routing: Option<String>,
+    routing: Option<Routing>,
     components: Vec<ComponentView>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ComponentView {
-    component: String,
-    slots: Option<usize>,
-    instances: Vec<InstanceView>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InstanceView {
-    id: Option<String>,
-    number: Option<u64>,
-    slot: Option<usize>,
-    generation: u64,
-    served: u64,
-    in_flight: usize,
-    /// `ready`, `draining`, or for an empty fleet slot `down` (restarting)
-    /// or `empty` (its next request starts an instance).
-    state: &'static str,
-    server_id: Option<String>,
-    age_ms: Option<u64>,
-}
-
-impl InstanceView {
-    fn of(handle: &InstanceHandle) -> Self {
-        Self {
-            id: Some(handle.id()),
-            number: Some(handle.number),
-            slot: handle.slot,
-            generation: handle.generation,
-            served: handle.served(),
-            in_flight: handle.in_flight(),
-            state: handle.state(),
-            server_id: handle.server_id().map(str::to_string),
-            age_ms: Some(handle.born.elapsed().as_millis() as u64),
-        }
-    }
-}
-
 fn snapshot(app: &App) -> Snapshot {
-    let mut routing = None;
-    let components = app
-        .components
-        .iter()
-        .map(|(name, runtime)| {
-            let live = app.lab.instances(Some(name));
-            match &runtime.instances {
-                Instances::Spin(_) => ComponentView {
-                    component: name.clone(),
-                    slots: None,
-                    instances: live.iter().map(|handle| InstanceView::of(handle)).collect(),
-                },
-                Instances::Fleet(fleet) => {
-                    routing = Some(fleet.balancer.routing.to_string());
-                    let mut instances = Vec::new();
-                    for slot in &fleet.balancer.slots {
-                        let in_slot: Vec<_> = live
-                            .iter()
-                            .filter(|handle| handle.slot == Some(slot.index))
-                            .collect();
-                        if in_slot.is_empty() || slot.is_down() {
-                            instances.push(InstanceView {
-                                id: None,
-                                number: None,
-                                slot: Some(slot.index),
-                                generation: slot.generation(),
-                                served: 0,
-                                in_flight: 0,
-                                state: if slot.is_down() { "down" } else { "empty" },
-                                server_id: None,
-                                age_ms: None,
-                            });
-                        }
-                        instances.extend(in_slot.iter().map(|handle| InstanceView::of(handle)));
-                    }
-                    ComponentView {
-                        component: name.clone(),
-                        slots: Some(fleet.balancer.slots.len()),
-                        instances,
-                    }
-                }
-            }
-        })
-        .collect();
+    // One routing for the whole host (`--routing`).
+    let routing = app.components.values().find_map(Instances::routing);
     Snapshot {
         mode: if routing.is_some() { "pool" } else { "spin" },
         routing,
-        components,
+        components: app.components.values().map(Instances::view).collect(),
     }
 }
 
@@ -220,38 +137,26 @@ async fn recycle_request(request: Request<Incoming>) -> Result<RecycleOrder, Res
     })
 }
 
-#[derive(Serialize)]
-struct Recycled {
-    recycled: Vec<String>,
-    /// Retired but still finishing requests when the answer was sent.
-    draining: Vec<String>,
-}
-
 async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
     let mode = order.mode.unwrap_or(if order.instance.is_some() {
         RecycleMode::One
     } else {
         RecycleMode::All
     });
-    if let Some(component) = &order.component
-        && !app.components.contains_key(component)
-    {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "unknown_component",
-            &format!("no component `{component}` in this app"),
-        );
-    }
-    let chosen: Vec<_> = app
-        .components
-        .iter()
-        .filter(|(name, _)| order.component.as_ref().is_none_or(|c| c == *name))
-        .collect();
-    let mut outcome = Recycled {
-        recycled: Vec::new(),
-        draining: Vec::new(),
+    let chosen: Vec<&Instances> = match &order.component {
+        Some(component) => match app.components.get(component) {
+            Some(instances) => vec![instances],
+            None => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "unknown_component",
+                    &format!("no component `{component}` in this app"),
+                );
+            }
+        },
+        None => app.components.values().collect(),
     };
-    match (mode, order.instance) {
+    let outcome = match (mode, order.instance) {
         (RecycleMode::One, None) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -260,16 +165,15 @@ async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
             );
         }
         (RecycleMode::One, Some(number)) => {
-            let Some(component) = &order.component else {
+            let (Some(component), [instances]) = (&order.component, chosen.as_slice()) else {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     "`instance` numbers are per component: name the `component` too",
                 );
             };
-            let Some(handle) = app
-                .lab
-                .instances(Some(component))
+            let Some(handle) = instances
+                .live()
                 .into_iter()
                 .find(|handle| handle.number == number)
             else {
@@ -279,8 +183,8 @@ async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
                     &format!("{component}#{number} is not alive"),
                 );
             };
-            retire(app, &handle);
-            settle(app, &[handle], &mut outcome).await;
+            instances.retire(&handle);
+            instances.settle(&[handle]).await
         }
         (_, Some(_)) => {
             return error_response(
@@ -290,90 +194,27 @@ async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
             );
         }
         (RecycleMode::All, None) => {
-            let mut retired = Vec::new();
-            for (name, _) in &chosen {
-                // Every instance goes at once (a big-bang redeploy); in a
-                // fleet each running server leaves rotation while it restarts.
-                for handle in app.lab.instances(Some(name)) {
-                    retire(app, &handle);
-                    retired.push(handle);
-                }
-            }
-            settle(app, &retired, &mut outcome).await;
-        }
-        (RecycleMode::Rolling, None) => {
-            // Components roll at the same time, as one release would; within
-            // a component, one instance at a time.
-            let rolls = chosen
+            // Every instance goes at once (a big-bang redeploy); in a fleet each
+            // running server leaves rotation while it restarts.
+            let retired: Vec<_> = chosen
                 .iter()
-                .map(|(name, runtime)| roll(app, name, &runtime.instances));
-            for rolled in futures::future::join_all(rolls).await {
-                outcome.recycled.extend(rolled.recycled);
-                outcome.draining.extend(rolled.draining);
+                .map(|instances| {
+                    let live = instances.live();
+                    for handle in &live {
+                        instances.retire(handle);
+                    }
+                    (instances, live)
+                })
+                .collect();
+            let mut outcome = Recycled::default();
+            for (instances, live) in retired {
+                outcome.extend(instances.settle(&live).await);
             }
+            outcome
         }
-    }
-    json_response(StatusCode::OK, &outcome)
-}
-
-/// A rolling redeploy of one component.
-async fn roll(app: &App, name: &str, instances: &Instances) -> Recycled {
-    let mut outcome = Recycled {
-        recycled: Vec::new(),
-        draining: Vec::new(),
+        (RecycleMode::Rolling, None) => app.roll(order.component.as_deref()).await,
     };
-    match instances {
-        // One server at a time leaves rotation, restarts, and rejoins before
-        // the next goes.
-        Instances::Fleet(fleet) => {
-            for slot in &fleet.balancer.slots {
-                let in_slot: Vec<_> = app
-                    .lab
-                    .instances(Some(name))
-                    .into_iter()
-                    .filter(|handle| handle.slot == Some(slot.index))
-                    .collect();
-                // An empty slot has nothing to restart.
-                if in_slot.is_empty() {
-                    continue;
-                }
-                for handle in &in_slot {
-                    retire(app, handle);
-                }
-                settle(app, &in_slot, &mut outcome).await;
-                slot.wait_up().await;
-            }
-        }
-        Instances::Spin(_) => {
-            for handle in app.lab.instances(Some(name)) {
-                handle.retire();
-                settle(app, std::slice::from_ref(&handle), &mut outcome).await;
-            }
-        }
-    }
-    outcome
-}
-
-/// Retires an instance; in a fleet its slot leaves rotation while it restarts.
-fn retire(app: &App, handle: &InstanceHandle) {
-    handle.retire();
-    if let (Some(index), Some(runtime)) = (handle.slot, app.components.get(&handle.component))
-        && let Instances::Fleet(fleet) = &runtime.instances
-        && let Some(slot) = fleet.balancer.slots.get(index)
-    {
-        slot.take_down(&app.lab);
-    }
-}
-
-/// Waits for retired instances to go, sorting them into recycled or draining.
-async fn settle(app: &App, handles: &[Arc<InstanceHandle>], outcome: &mut Recycled) {
-    for handle in handles {
-        if app.lab.wait_gone(handle, DRAIN_LIMIT).await {
-            outcome.recycled.push(handle.id());
-        } else {
-            outcome.draining.push(handle.id());
-        }
-    }
+    json_response(StatusCode::OK, &outcome)
 }
 
 fn events(app: &App) -> Response<Body> {

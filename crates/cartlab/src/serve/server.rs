@@ -1,14 +1,13 @@
 //! The HTTP front of the lab host: accepts connections on loopback, routes each
-//! request by spin.toml's routes, adds the headers Spin adds, and hands it to
-//! the component's instances (Spin's on-demand pool, or a fleet behind a
-//! balancer). `/_lab/` is the lab host's own and never reaches a component.
+//! request by spin.toml's routes, adds the headers Spin adds, hands it to the
+//! component's [`Instances`](crate::runtime::instances::Instances), and answers the
+//! host's own errors. `/_lab/` is the lab host's own and never reaches a component.
 
 use crate::app::routes::{LAB_PREFIX, RouteMatch};
-use crate::runtime::fleet::NoLiveInstance;
-use crate::runtime::lab::{LabEvent, ServedBy, epoch_ms};
-use crate::serve::host::{App, Body, Instances, error_response};
+use crate::runtime::instances::{Failure, Served};
+use crate::runtime::lab::{LabEvent, epoch_ms};
+use crate::serve::host::{App, Body, error_response};
 use bytes::Bytes;
-use cart_core::contract::INSTANCE_HEADER;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -20,9 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use wasmtime_wasi_http::handler::{
-    ErrorCode as HandlerErrorCode, ExpirationError, InstantiationError,
-};
+use wasmtime_wasi_http::handler::ErrorCode as HandlerErrorCode;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -112,7 +109,7 @@ async fn handle(
             &format!("no route in spin.toml matches {path}"),
         );
     };
-    let Some(runtime) = app.components.get(&matched.component) else {
+    let Some(instances) = app.components.get(&matched.component) else {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no_component",
@@ -121,72 +118,51 @@ async fn handle(
     };
     let request = for_component(request, &matched, local, client);
     let method = request.method().clone();
-    let served_by = ServedBy::default();
     let started = Instant::now();
-    let result = match &runtime.instances {
-        Instances::Spin(pool) => Some(pool.handle(served_by.clone(), request).await),
-        Instances::Fleet(fleet) => match fleet.balancer.choose(request.headers()) {
-            Some(choice) => match fleet.handle(choice, served_by.clone(), request).await {
-                Ok((choice, response)) => {
-                    if choice.failed_over {
-                        tracing::info!(component = %matched.component, slot = choice.slot, "sticky session failed over to a live instance");
-                    }
-                    Some(Ok(response))
-                }
-                Err(error) if error.is::<NoLiveInstance>() => None,
-                Err(error) => Some(Err(error)),
-            },
-            None => None,
-        },
-    };
-    let instance = served_by.get().cloned();
-    let server_id = result
-        .as_ref()
-        .and_then(|result| result.as_ref().ok())
-        .and_then(|response| response.headers().get(INSTANCE_HEADER))
-        .and_then(|value| value.to_str().ok());
-    if let Some(instance) = &instance {
-        instance.request_finished(server_id);
-    }
-    let response = match result {
-        None => {
-            let mut response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_live_instance",
-                "every instance of this component is restarting; retry shortly",
-            );
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        Some(Ok(response)) => response.map(|body| {
+    let Served { instance, outcome } = instances.handle(request).await;
+    let response = match outcome {
+        Ok(response) => response.map(|body| {
             body.map_err(|error| std::io::Error::other(format!("{error:#}")))
                 .boxed_unsync()
         }),
-        Some(Err(error)) => {
-            let (status, code, message) = if error.is::<ExpirationError>() {
-                (
+        Err(failure) => {
+            let (status, code, message, error) = match failure {
+                Failure::NoLiveInstance => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_live_instance",
+                    "every instance of this component is restarting; retry shortly",
+                    None,
+                ),
+                Failure::Timeout(error) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "request_timeout",
                     "the component did not answer within --request-timeout",
-                )
-            } else if error.is::<InstantiationError<ServedBy>>() {
-                (
+                    Some(error),
+                ),
+                Failure::Instantiation(error) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "instantiation_failed",
                     "could not start a component instance",
-                )
-            } else {
+                    Some(error),
+                ),
                 // A trap: Spin answers 500 and the instance is gone.
-                (
+                Failure::Trap(error) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "component_trapped",
                     "the component instance trapped; it has been discarded",
-                )
+                    Some(error),
+                ),
             };
-            tracing::warn!(component = %matched.component, %method, %path, error = %format!("{error:#}"), "request failed");
-            error_response(status, code, message)
+            if let Some(error) = error {
+                tracing::warn!(component = %matched.component, %method, %path, error = %format!("{error:#}"), "request failed");
+            }
+            let mut response = error_response(status, code, message);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
         }
     };
     app.lab.publish(LabEvent::Request {
@@ -198,9 +174,7 @@ async fn handle(
         path,
         status: response.status().as_u16(),
         ms: started.elapsed().as_secs_f64() * 1000.0,
-        server_id: instance
-            .as_ref()
-            .and_then(|instance| instance.server_id().map(str::to_string)),
+        server_id: instance.as_ref().map(|instance| instance.server_id.clone()),
         at: epoch_ms(),
     });
     response

@@ -183,15 +183,11 @@ async fn run_scenario(
         // so that the roll (a restart delay per slot) ends while they shop.
         let mean_think = (options.think_time.low + options.think_time.high) / 2;
         let delay = mean_think * options.actions as u32 / 5;
-        let (url, done) = (host.url.clone(), done.clone());
+        let (app, done) = (host.app().clone(), done.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             if !done.load(Ordering::Relaxed) {
-                let _ = reqwest::Client::new()
-                    .post(format!("{url}/_lab/recycle"))
-                    .body(r#"{"mode":"rolling"}"#)
-                    .send()
-                    .await;
+                app.roll(None).await;
             }
         })
     });

@@ -6,19 +6,18 @@ use crate::app::manifest::AppManifest;
 use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
 use crate::commands::up::UpArgs;
-use crate::runtime::fleet::Fleet;
 use crate::runtime::instance::{ComponentGrants, InstanceState};
+use crate::runtime::instances::Instances;
 use crate::runtime::kv::faults::Faults;
 use crate::runtime::lab::Lab;
 use crate::runtime::outbound::AllowedHosts;
-use crate::runtime::pool::{ComponentPool, PoolContext};
-use crate::serve::host::{App, ComponentRuntime, Instances};
+use crate::runtime::pool::PoolContext;
+use crate::serve::host::App;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// A loaded application, ready to serve.
@@ -161,15 +160,10 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
             guest_output,
         });
         let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());
-        let instances = match options.fleet() {
-            Some(fleet) => Instances::Fleet(Fleet::new(&context, &policy, fleet)),
-            None => Instances::Spin(ProxyHandler::new(ComponentPool::new(
-                &context,
-                policy.clone(),
-                None,
-            ))),
-        };
-        components.insert(id.clone(), ComponentRuntime { context, instances });
+        components.insert(
+            id.clone(),
+            Instances::new(context, &policy, options.fleet()),
+        );
     }
     let store_configs = runtime_config.key_value.clone();
     Ok(LoadedApp {
@@ -272,8 +266,8 @@ impl LocalHost {
             .task
             .await
             .context("the lab host's server task failed")?;
-        for runtime in self.loaded.app.components.values() {
-            runtime.context.begin_shutdown();
+        for instances in self.loaded.app.components.values() {
+            instances.begin_shutdown();
         }
         if let Some(faults) = &self.loaded.faults {
             faults.log_summary();
