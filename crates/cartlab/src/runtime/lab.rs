@@ -351,8 +351,20 @@ mod tests {
     async fn registry_tracks_instances_and_publishes_their_lives() {
         let lab = Lab::new(LabAccess::Loopback);
         let mut events = lab.subscribe();
-        let first = Arc::new(InstanceHandle::new("stateful-cart", 1, None, 1, "abc".into()));
-        let second = Arc::new(InstanceHandle::new("stateless-cart", 1, Some(0), 1, "def".into()));
+        let first = Arc::new(InstanceHandle::new(
+            "stateful-cart",
+            1,
+            None,
+            1,
+            "abc".into(),
+        ));
+        let second = Arc::new(InstanceHandle::new(
+            "stateless-cart",
+            1,
+            Some(0),
+            1,
+            "def".into(),
+        ));
         lab.register(first.clone());
         lab.register(second.clone());
         assert_eq!(lab.instances(None).len(), 2);
