@@ -7,4 +7,3 @@ pub mod client;
 pub mod commands;
 pub mod runtime;
 pub mod serve;
-pub mod testing;

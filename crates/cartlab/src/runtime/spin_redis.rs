@@ -266,7 +266,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::RedisServer;
+    use test_support::RedisServer;
     use wit::{RedisParameter as P, RedisResult as R};
 
     // The generated type has no PartialEq; tests compare results by value.

@@ -1,6 +1,6 @@
 //! Shared fixtures for the lab host's integration tests: the real `cartlab`
 //! binary serving the real .wasm components over loopback HTTP, and a real
-//! redis-server on a free port (from `cartlab::testing`).
+//! redis-server on a free port (from `test_support`).
 
 #![allow(dead_code)]
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use cart_core::Cents;
 pub use cartlab::client::{Answer, Design, Shopper};
-pub use cartlab::testing::RedisServer;
+pub use test_support::RedisServer;
 
 /// The repository root, where spin.toml lives.
 pub fn repo_root() -> PathBuf {

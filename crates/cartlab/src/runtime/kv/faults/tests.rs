@@ -1,6 +1,6 @@
 use super::*;
 use crate::runtime::kv::redis::RedisBackend;
-use crate::testing::RedisServer;
+use test_support::RedisServer;
 
 fn parse(text: &str) -> Result<FaultSpec, String> {
     text.parse::<FaultSpec>().map_err(|e| e.to_string())

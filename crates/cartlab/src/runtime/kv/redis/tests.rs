@@ -1,6 +1,6 @@
 use super::*;
-use crate::testing::RedisServer;
 use std::time::Instant;
+use test_support::RedisServer;
 
 #[test]
 fn bad_url_is_an_error() {

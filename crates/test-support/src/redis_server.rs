@@ -1,16 +1,71 @@
-//! Test fixtures shared by unit tests and `crates/cartlab/tests/`.
-//!
-//! [`RedisServer`] runs a real `redis-server` on a free loopback port in a private temporary
-//! directory, without persistence. It panics (failing the test) when `redis-server` is
-//! missing or does not come up: tests that need Redis must never silently skip.
+//! [`RedisServer`]: a real `redis-server` on a free loopback port in a private temporary
+//! directory, without persistence unless asked, optionally behind a password or an ACL user.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::{free_port, scratch_dir};
+
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may use the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RedisAuth {
+    /// Anyone (the default user without a password).
+    #[default]
+    Open,
+    /// `--requirepass`: the default user, with this password.
+    Password(String),
+    /// Only this ACL user, with this password, and only on keys matching `keys` (an ACL
+    /// pattern such as `cartlab:*`); the default user is off.
+    AclUser {
+        user: String,
+        password: String,
+        keys: String,
+    },
+}
+
+impl RedisAuth {
+    /// `redis-server` arguments that set it up.
+    fn args(&self) -> Vec<String> {
+        match self {
+            RedisAuth::Open => Vec::new(),
+            RedisAuth::Password(password) => vec!["--requirepass".into(), password.clone()],
+            RedisAuth::AclUser {
+                user,
+                password,
+                keys,
+            } => vec![
+                "--user".into(),
+                "default".into(),
+                "off".into(),
+                "--user".into(),
+                user.clone(),
+                "on".into(),
+                format!(">{password}"),
+                format!("~{keys}"),
+                "+@all".into(),
+            ],
+        }
+    }
+
+    /// `user:password@` for a URL, percent-encoded (empty for [`RedisAuth::Open`]).
+    fn userinfo(&self) -> String {
+        let (user, password) = match self {
+            RedisAuth::Open => return String::new(),
+            RedisAuth::Password(password) => ("", password),
+            RedisAuth::AclUser { user, password, .. } => (user.as_str(), password),
+        };
+        format!(
+            "{}:{}@",
+            utf8_percent_encode(user, NON_ALPHANUMERIC),
+            utf8_percent_encode(password, NON_ALPHANUMERIC)
+        )
+    }
+}
 
 pub struct RedisServer {
     port: u16,
@@ -18,37 +73,34 @@ pub struct RedisServer {
     child: Option<Child>,
     /// appendonly with fsync on every write: acknowledged writes survive `kill -9`.
     durable: bool,
+    auth: RedisAuth,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (from PATH) on a free 127.0.0.1 port and waits until it
     /// answers PING.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::launch(false, RedisAuth::Open)
     }
 
     /// Like [`start`](Self::start), with `appendonly yes` and `appendfsync always`, so a
     /// [`restart`](Self::restart) after [`kill`](Self::kill) keeps every acknowledged write.
     pub fn start_durable() -> Self {
-        Self::start_with(true)
+        Self::launch(true, RedisAuth::Open)
     }
 
-    fn start_with(durable: bool) -> Self {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cartlab-redis-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            panic!("cannot create {}: {e}", dir.display());
-        }
-        let port = free_port();
+    /// Like [`start`](Self::start), usable only with the credentials of `auth`.
+    pub fn start_with_auth(auth: RedisAuth) -> Self {
+        Self::launch(false, auth)
+    }
+
+    fn launch(durable: bool, auth: RedisAuth) -> Self {
         let mut server = Self {
-            port,
-            dir,
+            port: free_port(),
+            dir: scratch_dir("redis"),
             child: None,
             durable,
+            auth,
         };
         server.spawn();
         server
@@ -58,8 +110,13 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`
+    /// `redis://[user:password@]127.0.0.1:<port>`: with the credentials, percent-encoded.
     pub fn url(&self) -> String {
+        format!("redis://{}127.0.0.1:{}", self.auth.userinfo(), self.port)
+    }
+
+    /// `redis://127.0.0.1:<port>`: the address without credentials.
+    pub fn url_without_credentials(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -105,21 +162,12 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// Runs one command on a fresh synchronous connection, e.g.
-    /// `server.query::<Vec<u8>>(&["GET", "k"])`. Panics on error.
+    /// Runs one command on a fresh synchronous connection with the server's credentials,
+    /// e.g. `server.query::<Vec<u8>>(&["GET", "k"])`. Panics on error.
     pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let result = redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-            .and_then(|mut conn| {
-                let mut cmd = redis::cmd(args.first().copied().unwrap_or("PING"));
-                for a in args.iter().skip(1) {
-                    cmd.arg(*a);
-                }
-                cmd.query::<T>(&mut conn)
-            });
-        match result {
+        match query(&self.url(), args) {
             Ok(v) => v,
-            Err(e) => panic!("redis {args:?} on {}: {e}", self.url()),
+            Err(e) => panic!("redis {args:?} on port {}: {e}", self.port),
         }
     }
 
@@ -148,6 +196,7 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(&log)
+            .args(self.auth.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -162,7 +211,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if ping(self.port) {
+            if self.answers_ping() {
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -186,6 +235,11 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Whether the server answers PING to a client with its credentials.
+    fn answers_ping(&self) -> bool {
+        query::<String>(&self.url(), &["PING"]).is_ok_and(|reply| reply == "PONG")
+    }
 }
 
 impl Drop for RedisServer {
@@ -196,19 +250,14 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
-    match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(e) => panic!("cannot find a free port: {e}"),
+/// One command on a fresh connection to `url`, bounded so a dead server cannot hang a test.
+fn query<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> redis::RedisResult<T> {
+    let mut conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
+    let mut cmd = redis::cmd(args.first().copied().unwrap_or("PING"));
+    for a in args.iter().skip(1) {
+        cmd.arg(*a);
     }
-}
-
-fn ping(port: u16) -> bool {
-    let url = format!("redis://127.0.0.1:{port}");
-    redis::Client::open(url)
-        .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
-        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
-        .is_ok_and(|reply| reply == "PONG")
+    cmd.query(&mut conn)
 }
 
 #[cfg(test)]
@@ -218,14 +267,14 @@ mod tests {
     #[test]
     fn fixture_starts_kills_and_restarts() {
         let mut s = RedisServer::start();
-        assert!(ping(s.port()));
+        assert!(s.answers_ping());
         assert_eq!(s.redis_cli(&["SET", "a", "1"]), "OK");
         assert_eq!(s.redis_cli(&["GET", "a"]), "1");
         s.kill();
-        assert!(!ping(s.port()));
+        assert!(!s.answers_ping());
         assert!(!s.is_running());
         s.restart();
-        assert!(ping(s.port()));
+        assert!(s.answers_ping());
         assert_eq!(
             s.redis_cli(&["GET", "a"]),
             "",
@@ -234,5 +283,38 @@ mod tests {
         let dir = s.dir.clone();
         drop(s);
         assert!(!dir.exists());
+    }
+
+    /// A password needing percent-encoding in a URL.
+    const SECRET: &str = "p@ss:w/rd%?#";
+
+    #[test]
+    fn password_server_needs_the_password() {
+        let s = RedisServer::start_with_auth(RedisAuth::Password(SECRET.into()));
+        assert_eq!(s.redis_cli(&["SET", "a", "1"]), "OK");
+        let refused = query::<String>(&s.url_without_credentials(), &["GET", "a"]);
+        assert_eq!(
+            refused.map_err(|e| e.code().map(str::to_owned)),
+            Err(Some("NOAUTH".into()))
+        );
+        let wrong = format!("redis://:wrong@127.0.0.1:{}", s.port());
+        assert!(query::<String>(&wrong, &["GET", "a"]).is_err());
+    }
+
+    #[test]
+    fn acl_user_is_limited_to_its_keys() {
+        let s = RedisServer::start_with_auth(RedisAuth::AclUser {
+            user: "cart".into(),
+            password: SECRET.into(),
+            keys: "cartlab:*".into(),
+        });
+        assert!(s.url().starts_with("redis://cart:"));
+        assert_eq!(s.redis_cli(&["SET", "cartlab:a", "1"]), "OK");
+        let other = query::<String>(&s.url(), &["SET", "other", "1"]);
+        assert_eq!(
+            other.map_err(|e| e.code().map(str::to_owned)),
+            Err(Some("NOPERM".into()))
+        );
+        assert!(query::<String>(&s.url_without_credentials(), &["GET", "cartlab:a"]).is_err());
     }
 }
