@@ -10,7 +10,7 @@ use wasmtime::component::{Accessor, Resource};
 
 use crate::runtime::bindings::redis as wit;
 use crate::runtime::instance::InstanceState;
-use crate::runtime::kv::redis::{connection_config, within_deadline};
+use crate::runtime::kv::redis::{connection_config, increment_cmd, within_deadline};
 use crate::runtime::spin_host::SpinHost;
 
 /// An open `spin:redis/redis.connection`.
@@ -24,13 +24,10 @@ fn other(e: RedisError) -> wit::Error {
     wit::Error::Other(e.to_string())
 }
 
-/// Server errors that mean "wrong type" (the WIT's `type-error`).
+/// The WIT's `type-error`: a reply of the wrong type for the call, or Redis's `WRONGTYPE`
+/// (the key holds another kind of value), told by the reply's error code.
 fn typed(e: RedisError) -> wit::Error {
-    let not_integer = e.to_string().contains("not an integer");
-    if e.kind() == redis::ErrorKind::UnexpectedReturnType
-        || e.code() == Some("WRONGTYPE")
-        || not_integer
-    {
+    if e.kind() == redis::ErrorKind::UnexpectedReturnType || e.code() == Some("WRONGTYPE") {
         wit::Error::TypeError
     } else {
         other(e)
@@ -90,19 +87,19 @@ pub fn execute_command(command: &str, arguments: Vec<wit::RedisParameter>) -> re
     cmd
 }
 
-/// Runs `cmd` on the connection within the deadline.
-async fn query<T: redis::FromRedisValue>(
-    mut conn: MultiplexedConnection,
-    cmd: redis::Cmd,
-) -> Result<T, RedisError> {
-    within_deadline(cmd.query_async(&mut conn)).await
-}
-
-fn connection_of<T>(
+/// Runs `cmd` on the guest's connection within the deadline; `error` maps a failure.
+async fn run<T, R: redis::FromRedisValue>(
     accessor: &Accessor<T, SpinHost>,
     connection: &Resource<RedisConnection>,
-) -> wasmtime::Result<MultiplexedConnection> {
-    accessor.with(|mut access| Ok(access.get().table.get(connection)?.conn.clone()))
+    cmd: &redis::Cmd,
+    error: fn(RedisError) -> wit::Error,
+) -> WitResult<R> {
+    let mut conn = accessor.with(|mut access| {
+        Ok::<_, wasmtime::Error>(access.get().table.get(connection)?.conn.clone())
+    })?;
+    Ok(within_deadline(cmd.query_async(&mut conn))
+        .await
+        .map_err(error))
 }
 
 impl wit::Host for &mut InstanceState {}
@@ -162,10 +159,14 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         channel: String,
         payload: Vec<u8>,
     ) -> WitResult<()> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(channel).arg(payload);
-        Ok(query::<i64>(conn, cmd).await.map(drop).map_err(other))
+        let published: Result<i64, _> = run(
+            accessor,
+            &connection,
+            redis::cmd("PUBLISH").arg(channel).arg(payload),
+            other,
+        )
+        .await?;
+        Ok(published.map(drop))
     }
 
     async fn get(
@@ -173,10 +174,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Option<Vec<u8>>> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(key);
-        Ok(query(conn, cmd).await.map_err(other))
+        run(accessor, &connection, redis::cmd("GET").arg(key), other).await
     }
 
     async fn set(
@@ -185,10 +183,13 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         value: Vec<u8>,
     ) -> WitResult<()> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        Ok(query(conn, cmd).await.map_err(other))
+        run(
+            accessor,
+            &connection,
+            redis::cmd("SET").arg(key).arg(value),
+            other,
+        )
+        .await
     }
 
     async fn incr(
@@ -196,10 +197,10 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<i64> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("INCR");
-        cmd.arg(key);
-        Ok(query(conn, cmd).await.map_err(typed))
+        let counted: Result<Option<i64>, _> =
+            run(accessor, &connection, &increment_cmd(key, 1), typed).await?;
+        // A value that is not a counter is a value of the wrong type.
+        Ok(counted.and_then(|n| n.ok_or(wit::Error::TypeError)))
     }
 
     async fn del(
@@ -207,10 +208,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> WitResult<u32> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(keys);
-        Ok(query(conn, cmd).await.map_err(other))
+        run(accessor, &connection, redis::cmd("DEL").arg(keys), other).await
     }
 
     async fn sadd(
@@ -219,10 +217,13 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("SADD");
-        cmd.arg(key).arg(values);
-        Ok(query(conn, cmd).await.map_err(typed))
+        run(
+            accessor,
+            &connection,
+            redis::cmd("SADD").arg(key).arg(values),
+            typed,
+        )
+        .await
     }
 
     async fn smembers(
@@ -230,10 +231,13 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Vec<String>> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("SMEMBERS");
-        cmd.arg(key);
-        Ok(query(conn, cmd).await.map_err(typed))
+        run(
+            accessor,
+            &connection,
+            redis::cmd("SMEMBERS").arg(key),
+            typed,
+        )
+        .await
     }
 
     async fn srem(
@@ -242,10 +246,13 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        let conn = connection_of(accessor, &connection)?;
-        let mut cmd = redis::cmd("SREM");
-        cmd.arg(key).arg(values);
-        Ok(query(conn, cmd).await.map_err(typed))
+        run(
+            accessor,
+            &connection,
+            redis::cmd("SREM").arg(key).arg(values),
+            typed,
+        )
+        .await
     }
 
     async fn execute(
@@ -254,12 +261,9 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         command: String,
         arguments: Vec<wit::RedisParameter>,
     ) -> WitResult<Vec<wit::RedisResult>> {
-        let conn = connection_of(accessor, &connection)?;
         let cmd = execute_command(&command, arguments);
-        Ok(match query::<Value>(conn, cmd).await {
-            Ok(value) => redis_results(value).map_err(wit::Error::Other),
-            Err(e) => Err(other(e)),
-        })
+        let reply: Result<Value, _> = run(accessor, &connection, &cmd, other).await?;
+        Ok(reply.and_then(|value| redis_results(value).map_err(wit::Error::Other)))
     }
 }
 
@@ -327,10 +331,18 @@ mod tests {
         command: &str,
         args: Vec<P>,
     ) -> Result<Vec<R>, String> {
-        let value: Value = query(conn.clone(), execute_command(command, args))
-            .await
-            .map_err(|e| e.to_string())?;
+        let value: Value =
+            within_deadline(execute_command(command, args).query_async(&mut conn.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
         redis_results(value)
+    }
+
+    async fn connect(server: &RedisServer) -> MultiplexedConnection {
+        let client = redis::Client::open(server.url()).unwrap();
+        within_deadline(client.get_multiplexed_async_connection_with_config(&connection_config()))
+            .await
+            .unwrap()
     }
 
     fn bin(s: &str) -> P {
@@ -351,12 +363,7 @@ return next
     #[tokio::test]
     async fn execute_passes_commands_through_including_eval() {
         let server = RedisServer::start();
-        let client = redis::Client::open(server.url()).unwrap();
-        let conn = within_deadline(
-            client.get_multiplexed_async_connection_with_config(&connection_config()),
-        )
-        .await
-        .unwrap();
+        let conn = connect(&server).await;
 
         assert_eq!(
             execute(
@@ -452,12 +459,7 @@ return next
     #[tokio::test]
     async fn commands_fail_promptly_when_redis_hangs() {
         let server = RedisServer::start();
-        let client = redis::Client::open(server.url()).unwrap();
-        let conn = within_deadline(
-            client.get_multiplexed_async_connection_with_config(&connection_config()),
-        )
-        .await
-        .unwrap();
+        let conn = connect(&server).await;
         server.pause();
         let t = std::time::Instant::now();
         let r = execute(&conn, "GET", vec![bin("k")]).await;
@@ -468,5 +470,37 @@ return next
             took < std::time::Duration::from_millis(1500),
             "took {took:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn incr_answers_type_error_for_a_value_of_the_wrong_type() {
+        let server = RedisServer::start();
+        let mut conn = connect(&server).await;
+        let incr = async |conn: &mut MultiplexedConnection, key: &str| {
+            let counted: Result<Option<i64>, RedisError> =
+                increment_cmd(key.into(), 1).query_async(conn).await;
+            counted.map_err(typed)
+        };
+        assert!(matches!(incr(&mut conn, "new").await, Ok(Some(1))));
+        server.redis_cli(&["SET", "n", "-42"]);
+        assert!(matches!(incr(&mut conn, "n").await, Ok(Some(-41))));
+        // Not a counter in INCRBY's own syntax: nil, and the value is left alone.
+        for text in ["abc", "+5", "007", "-0", "1.5", ""] {
+            server.redis_cli(&["SET", "s", text]);
+            assert!(matches!(incr(&mut conn, "s").await, Ok(None)), "{text:?}");
+            assert_eq!(server.redis_cli(&["GET", "s"]), text);
+        }
+        // Another kind of value: Redis's WRONGTYPE.
+        server.redis_cli(&["LPUSH", "list", "x"]);
+        assert!(matches!(
+            incr(&mut conn, "list").await,
+            Err(wit::Error::TypeError)
+        ));
+        // Overflow is not a type error.
+        server.redis_cli(&["SET", "max", &i64::MAX.to_string()]);
+        assert!(matches!(
+            incr(&mut conn, "max").await,
+            Err(wit::Error::Other(_))
+        ));
     }
 }

@@ -21,6 +21,8 @@ pub enum KvError {
     /// The backend cannot be reached now (connection refused, timeout, connection dropped).
     /// The host should answer promptly (503); the backend recovers by itself later.
     Unavailable(String),
+    /// `increment` found a value that is not a counter (decimal text); the value is kept.
+    NotACounter,
     /// Anything else (e.g. a server-side error, a corrupt database).
     Other(String),
 }
@@ -29,6 +31,7 @@ impl fmt::Display for KvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KvError::Unavailable(m) => write!(f, "key-value store unavailable: {m}"),
+            KvError::NotACounter => write!(f, "key-value store error: the value is not a counter"),
             KvError::Other(m) => write!(f, "key-value store error: {m}"),
         }
     }
@@ -51,7 +54,7 @@ pub(crate) fn parse_counter(value: &[u8]) -> Result<i64, KvError> {
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| KvError::Other("value is not an integer".into()))
+        .ok_or(KvError::NotACounter)
 }
 
 pub trait KvBackend: Send + Sync + 'static {
@@ -212,15 +215,15 @@ pub(crate) mod conformance {
         assert_eq!(b.increment("t".into(), 1).await.unwrap(), 42);
         // Not a counter: an error, and the value is left alone.
         b.set("s".into(), b"abc".to_vec()).await.unwrap();
-        assert!(matches!(
-            b.increment("s".into(), 1).await,
-            Err(KvError::Other(_))
-        ));
+        assert_eq!(b.increment("s".into(), 1).await, Err(KvError::NotACounter));
         assert_eq!(b.get("s".into()).await.unwrap(), Some(b"abc".to_vec()));
         b.set("max".into(), i64::MAX.to_string().into_bytes())
             .await
             .unwrap();
-        assert!(b.increment("max".into(), 1).await.is_err(), "overflow");
+        assert!(
+            matches!(b.increment("max".into(), 1).await, Err(KvError::Other(_))),
+            "overflow"
+        );
         // Concurrent increments are not lost.
         let tasks: Vec<_> = (0..32)
             .map(|_| {

@@ -118,6 +118,19 @@ impl Inner {
         }
     }
 
+    /// One SCAN batch from `cursor`: the next cursor (0: no more) and the keys.
+    async fn scan(&self, cursor: u64) -> Result<(u64, Vec<String>), KvError> {
+        self.run(move |mut c| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, KvError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
@@ -196,6 +209,26 @@ end
 return wiped
 ";
 
+/// INCRBY, except that a value that is not a counter (INCRBY's own integer syntax: no sign
+/// but `-`, no leading zeros) answers nil and is left alone: Redis answers that case with a
+/// generic `ERR`, which a caller could tell from other failures only by its text.
+/// KEYS[1]: key; ARGV[1]: delta. Overflow stays an error.
+const INCREMENT_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current and current ~= '0' and not string.match(current, '^%-?[1-9]%d*$') then
+  return false
+end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+";
+
+/// Adds `delta` to the counter at `key` with [`INCREMENT_SCRIPT`]; query it as `Option<i64>`
+/// (`None`: not a counter). Shared with `spin:redis` `incr`.
+pub fn increment_cmd(key: String, delta: i64) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(INCREMENT_SCRIPT).arg(1).arg(key).arg(delta);
+    cmd
+}
+
 fn is_unavailable(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
@@ -261,18 +294,9 @@ impl KvBackend for RedisBackend {
         Box::pin(async move {
             // SCAN may return a key more than once; the set removes repeats and sorts.
             let mut keys = BTreeSet::new();
-            let mut cursor: u64 = 0;
+            let mut cursor = 0;
             loop {
-                let (next, batch): (u64, Vec<String>) = inner
-                    .run(move |mut c| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("COUNT")
-                            .arg(SCAN_COUNT)
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
+                let (next, batch) = inner.scan(cursor).await?;
                 keys.extend(batch);
                 if next == 0 {
                     break;
@@ -292,16 +316,7 @@ impl KvBackend for RedisBackend {
                     .parse()
                     .map_err(|_| KvError::Other(format!("invalid list-keys cursor {c:?}")))?,
             };
-            let (next, keys): (u64, Vec<String>) = inner
-                .run(move |mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(start)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
+            let (next, keys) = inner.scan(start).await?;
             Ok(KeyPage {
                 keys,
                 cursor: (next != 0).then(|| next.to_string()),
@@ -310,12 +325,14 @@ impl KvBackend for RedisBackend {
     }
 
     fn increment(&self, key: String, delta: i64) -> BoxFuture<'static, Result<i64, KvError>> {
-        self.run(move |mut c| async move {
-            redis::cmd("INCRBY")
-                .arg(key)
-                .arg(delta)
-                .query_async(&mut c)
-                .await
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let counted: Option<i64> = inner
+                .run(
+                    move |mut c| async move { increment_cmd(key, delta).query_async(&mut c).await },
+                )
+                .await?;
+            counted.ok_or(KvError::NotACounter)
         })
     }
 
