@@ -3,6 +3,7 @@
 //! response out, and the crash. A component only picks its session store.
 
 use bytes::Bytes;
+use cart_core::contract::INSTANCE_ID_ENV;
 use cart_core::{
     ApiError, ErrorCode, Handled, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
     error_response,
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// This instance's id, random and fixed for its life: how users see Spin recycle instances.
+/// This instance's id, fixed for its life: how users see Spin recycle instances.
 static INSTANCE_ID: OnceLock<String> = OnceLock::new();
 /// Requests this instance has served.
 static REQUESTS_SERVED: AtomicU64 = AtomicU64::new(0);
@@ -34,9 +35,7 @@ pub async fn serve<S: SessionStore>(
     store: &S,
 ) -> http::Response<ResponseBody> {
     let instance = Instance {
-        id: INSTANCE_ID
-            .get_or_init(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
-            .clone(),
+        id: INSTANCE_ID.get_or_init(instance_id).clone(),
         requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
     };
     let settings = match settings(defaults).await {
@@ -90,6 +89,15 @@ pub async fn serve<S: SessionStore>(
     )
     .await;
     to_http(response, crash)
+}
+
+/// The name the host gave this instance through its environment, when it gave a sane one
+/// (the lab host does); otherwise a random id, as under Spin.
+fn instance_id() -> String {
+    std::env::var(INSTANCE_ID_ENV)
+        .ok()
+        .filter(|id| (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
 }
 
 /// Reads Spin variables into settings (once per instance); a variable not mapped in spin.toml
