@@ -297,7 +297,17 @@ async fn rolling_redeploy_replaces_every_pool_instance_one_by_one() {
 async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let lab = with_redis(&redis, dir.path(), &["--idle-instance-timeout", "60s"]);
+    // The host names its instances; a user's variable of the same name does not.
+    let lab = with_redis(
+        &redis,
+        dir.path(),
+        &[
+            "--idle-instance-timeout",
+            "60s",
+            "--env",
+            "CARTLAB_INSTANCE_ID=forged",
+        ],
+    );
     let shopper = lab.shopper();
 
     // Subscribe first: the stream opens with a snapshot.
@@ -349,10 +359,17 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     }
     assert!(seen.contains("\"reason\":\"recycled\""), "{seen}");
     assert!(seen.contains("\"reason\":\"trap\""), "{seen}");
+    // The instance was named when it started, before it answered anything.
+    let started = seen
+        .split("event: instance-started\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_default();
     assert!(
-        seen.contains(&format!("\"serverId\":\"{}\"", first.instance)),
+        started.contains(&format!("\"serverId\":\"{}\"", first.instance)),
         "{seen}"
     );
+    assert_ne!(first.instance, "forged");
     assert!(!seen.contains("cartlab_stateful="), "no cookies in events");
 
     // Bad orders get JSON errors, never a recycle.
