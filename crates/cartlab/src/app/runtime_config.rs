@@ -7,7 +7,8 @@
 //!   `<app dir>/.spin` (the caller passes the resolved state dir);
 //! - `type = "spin"`: SQLite; a relative `path` is resolved against the directory of the
 //!   runtime config file; no `path` means an in-memory database;
-//! - `type = "redis"`: `url` required and must be a redis URL;
+//! - `type = "redis"`: `url` required and must be a Redis URL, credentials allowed
+//!   (`redis://user:password@host:port`, as Spin takes them); see [`RedisUrl`];
 //! - Spin rejects runtime config keys it does not use; so does cartlab, and it also rejects
 //!   the sections Spin knows but cartlab does not implement.
 
@@ -20,6 +21,9 @@ use toml::{Table, Value};
 
 use crate::app::manifest::AppManifest;
 
+mod redis_url;
+pub use redis_url::{InvalidRedisUrl, RedisUrl};
+
 pub const DEFAULT_LABEL: &str = "default";
 pub const DEFAULT_SQLITE_FILE: &str = "sqlite_key_value.db";
 
@@ -31,7 +35,7 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Redis {
-        url: String,
+        url: RedisUrl,
     },
     /// `path: None` is an in-memory database (Spin's `type = "spin"` without `path`).
     Sqlite {
@@ -40,23 +44,13 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    /// One line for start-up summaries (no credentials: the URL's password is hidden).
+    /// One line for start-up summaries (a Redis URL shows without its credentials).
     pub fn describe(&self) -> String {
         match self {
-            StoreConfig::Redis { url } => format!("redis {}", redact_url(url)),
+            StoreConfig::Redis { url } => format!("redis {url}"),
             StoreConfig::Sqlite { path: Some(p) } => format!("sqlite {}", p.display()),
             StoreConfig::Sqlite { path: None } => "sqlite in-memory".to_owned(),
         }
-    }
-}
-
-fn redact_url(url: &str) -> String {
-    match redis::parse_redis_url(url) {
-        Some(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -134,15 +128,10 @@ fn parse(text: &str, base: &Path) -> Result<BTreeMap<String, StoreConfig>, Strin
             .try_into()
             .map_err(|e| format!("{at}: {}", message(&e)))?;
         let store = match cfg {
-            StoreToml::Redis { url } => {
-                // Spin validates the URL at start-up too ("Invalid Redis URL").
-                if redis::parse_redis_url(&url).is_none() {
-                    return Err(format!(
-                        "{at}: field `url`: invalid Redis URL {url:?} (expected redis://host:port)"
-                    ));
-                }
-                StoreConfig::Redis { url }
-            }
+            // Spin validates the URL at start-up too ("Invalid Redis URL").
+            StoreToml::Redis { url } => StoreConfig::Redis {
+                url: RedisUrl::parse(&url).map_err(|e| format!("{at}: field `url`: {e}"))?,
+            },
             StoreToml::Spin { path } => StoreConfig::Sqlite {
                 path: path.map(|p| resolve(base, Path::new(&p))),
             },
@@ -257,7 +246,7 @@ type = "spin"
         assert_eq!(
             rc.key_value["default"],
             StoreConfig::Redis {
-                url: "redis://127.0.0.1:6379".into()
+                url: RedisUrl::parse("redis://127.0.0.1:6379").unwrap()
             }
         );
         assert_eq!(
@@ -352,10 +341,26 @@ type = "spin"
     }
 
     #[test]
-    fn describe_hides_password() {
-        let s = StoreConfig::Redis {
-            url: "redis://user:hunter2@h:6379".into(),
-        };
-        assert!(!s.describe().contains("hunter2"), "{}", s.describe());
+    fn redis_urls_take_credentials_and_never_show_them() {
+        let e = err("[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://:hunter2@h:port\"\n");
+        assert!(
+            e.contains("invalid Redis URL") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://cart:hunter2@h:6379\"\n",
+        );
+        let rc = load(Some(&f), Path::new("/state")).unwrap();
+        let store = &rc.key_value["default"];
+        assert_eq!(
+            store,
+            &StoreConfig::Redis {
+                url: RedisUrl::parse("redis://cart:hunter2@h:6379").unwrap()
+            }
+        );
+        assert_eq!(store.describe(), "redis redis://***@h:6379");
+        assert!(!format!("{rc:?}").contains("hunter2"), "{rc:?}");
     }
 }

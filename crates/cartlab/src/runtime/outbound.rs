@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 
 use crate::app::expressions::Template;
+use crate::app::runtime_config::RedisUrl;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Host {
@@ -100,23 +101,12 @@ impl AllowedHosts {
         })
     }
 
-    /// `spin:redis` `open(address)`: the address is parsed the way the Redis client
-    /// will use it, so the check covers exactly the host and port it connects to.
-    pub fn allows_redis(&self, address: &str) -> bool {
-        let Some((scheme, _)) = address.split_once("://") else {
-            return false;
-        };
-        let Ok(client) = redis::Client::open(address) else {
-            return false;
-        };
-        match client.get_connection_info().addr() {
-            redis::ConnectionAddr::Tcp(host, port)
-            | redis::ConnectionAddr::TcpTls { host, port, .. } => {
-                self.allows(&scheme.to_ascii_lowercase(), host, *port)
-            }
-            // Unix sockets are not network destinations Spin can allow.
-            _ => false,
-        }
+    /// `spin:redis` `open(address)`: the host and port the Redis client will connect to;
+    /// credentials in the address play no part.
+    pub fn allows_redis(&self, url: &RedisUrl) -> bool {
+        // Unix sockets are not network destinations Spin can allow.
+        url.tcp_destination()
+            .is_some_and(|(host, port)| self.allows(url.scheme(), &host, port))
     }
 }
 
@@ -192,46 +182,55 @@ mod tests {
         AllowedHosts::parse(&raw, &vars).unwrap()
     }
 
+    /// Whether `spin:redis` may open `address` (an address that does not parse may not).
+    fn allows(hosts: &AllowedHosts, address: &str) -> bool {
+        RedisUrl::parse(address).is_ok_and(|url| hosts.allows_redis(&url))
+    }
+
     #[test]
     fn exact_wildcards_templates() {
         let h = hosts(&["redis://127.0.0.1:6379"]);
-        assert!(h.allows_redis("redis://127.0.0.1:6379"));
-        assert!(h.allows_redis("redis://127.0.0.1:6379/0"));
-        assert!(h.allows_redis("redis://127.0.0.1"), "default port 6379");
-        assert!(!h.allows_redis("redis://127.0.0.1:6380"));
-        assert!(!h.allows_redis("redis://localhost:6379"));
-        assert!(
-            !h.allows_redis("rediss://127.0.0.1:6379"),
-            "scheme must match"
-        );
-        assert!(!h.allows_redis("127.0.0.1:6379"), "no scheme: invalid");
+        assert!(allows(&h, "redis://127.0.0.1:6379"));
+        assert!(allows(&h, "redis://127.0.0.1:6379/0"));
+        assert!(allows(&h, "redis://127.0.0.1"), "default port 6379");
+        assert!(!allows(&h, "redis://127.0.0.1:6380"));
+        assert!(!allows(&h, "redis://localhost:6379"));
+        assert!(!allows(&h, "rediss://127.0.0.1:6379"), "scheme must match");
+        assert!(!allows(&h, "127.0.0.1:6379"), "no scheme: invalid");
 
         let h = hosts(&["redis://127.0.0.1:*"]);
-        assert!(h.allows_redis("redis://127.0.0.1:1234"));
-        assert!(!h.allows_redis("redis://127.0.0.2:1234"));
+        assert!(allows(&h, "redis://127.0.0.1:1234"));
+        assert!(!allows(&h, "redis://127.0.0.2:1234"));
 
         let h = hosts(&["redis://*:*"]);
-        assert!(h.allows_redis("redis://anything.example:1"));
+        assert!(allows(&h, "redis://anything.example:1"));
         assert!(!h.allows("rediss", "anything.example", 1));
 
         let h = hosts(&["*://*:*"]);
         assert!(h.allows("rediss", "anything.example", 1));
-        assert!(h.allows_redis("redis://anything.example:1"));
+        assert!(allows(&h, "redis://anything.example:1"));
 
         let h = hosts(&["redis://*.example.com:6379", "redis://h:7000..7002"]);
-        assert!(h.allows_redis("redis://a.example.com"));
-        assert!(!h.allows_redis("redis://example.com"));
-        assert!(h.allows_redis("redis://h:7001"));
-        assert!(!h.allows_redis("redis://h:7002"));
+        assert!(allows(&h, "redis://a.example.com"));
+        assert!(!allows(&h, "redis://example.com"));
+        assert!(allows(&h, "redis://h:7001"));
+        assert!(!allows(&h, "redis://h:7002"));
 
         let h = hosts(&["redis://{{ redis_host }}:6379", "{{redis_url}}"]);
-        assert!(h.allows_redis("redis://10.0.0.5:6379"));
-        assert!(h.allows_redis("redis://cache.internal:6380"));
-        assert!(!h.allows_redis("redis://127.0.0.1:6379"));
+        assert!(allows(&h, "redis://10.0.0.5:6379"));
+        assert!(allows(&h, "redis://cache.internal:6380"));
+        assert!(!allows(&h, "redis://127.0.0.1:6379"));
+
+        // Credentials in the address play no part in the check.
+        let h = hosts(&["redis://127.0.0.1:6379"]);
+        assert!(allows(&h, "redis://:p%40ss@127.0.0.1:6379"));
+        assert!(allows(&h, "redis://cart:pass@127.0.0.1"));
+        assert!(!allows(&h, "redis://:pass@127.0.0.1:6380"));
+        assert!(!allows(&h, "redis://127.0.0.1:6379@evil.example:6379"));
 
         let none = AllowedHosts::default();
         assert!(none.is_empty());
-        assert!(!none.allows_redis("redis://127.0.0.1:6379"));
+        assert!(!allows(&none, "redis://127.0.0.1:6379"));
     }
 
     #[test]

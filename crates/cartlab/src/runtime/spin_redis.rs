@@ -1,6 +1,8 @@
 //! `spin:redis/redis@3.0.0`: outbound Redis, as Spin provides it. `open(address)` is
 //! allowed only for addresses matching the component's `allowed_outbound_hosts`
-//! (else `invalid-address`, as in Spin) and opens its own multiplexed connection.
+//! (else `invalid-address`, as in Spin) and opens its own multiplexed connection. The
+//! address may carry credentials (`redis://:<password>@host:port`, percent-encoded): they are
+//! sent to Redis, play no part in the check, and never appear in logs or errors.
 //! Unlike Spin, connecting and every command are bounded (the key-value backend's
 //! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang.
 
@@ -8,6 +10,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
 use wasmtime::component::{Accessor, Resource};
 
+use crate::app::runtime_config::RedisUrl;
 use crate::runtime::bindings::redis as wit;
 use crate::runtime::instance::InstanceState;
 use crate::runtime::kv::redis::{connection_config, increment_cmd, within_deadline};
@@ -87,6 +90,14 @@ pub fn execute_command(command: &str, arguments: Vec<wit::RedisParameter>) -> re
     cmd
 }
 
+/// A new multiplexed connection to `url` (its credentials sent), within the deadline.
+async fn connect(url: &RedisUrl) -> Result<MultiplexedConnection, wit::Error> {
+    let client = url.client().map_err(|_| wit::Error::InvalidAddress)?;
+    within_deadline(client.get_multiplexed_async_connection_with_config(&connection_config()))
+        .await
+        .map_err(other)
+}
+
 /// Runs `cmd` on the guest's connection within the deadline; `error` maps a failure.
 async fn run<T, R: redis::FromRedisValue>(
     accessor: &Accessor<T, SpinHost>,
@@ -119,31 +130,29 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> WitResult<Resource<RedisConnection>> {
+        // Spin answers an address that does not parse, or one outside
+        // allowed_outbound_hosts, with `invalid-address`.
+        let Ok(url) = RedisUrl::parse(&address) else {
+            return Ok(Err(wit::Error::InvalidAddress));
+        };
         let allowed = accessor.with(|mut access| {
             access
                 .get()
                 .component
                 .allowed_outbound_hosts
-                .allows_redis(&address)
+                .allows_redis(&url)
         });
         if !allowed {
-            // Spin answers a destination outside allowed_outbound_hosts this way.
             tracing::warn!(
+                destination = %url,
                 "spin:redis: connection refused: destination not in allowed_outbound_hosts"
             );
             return Ok(Err(wit::Error::InvalidAddress));
         }
-        let Ok(client) = redis::Client::open(address.as_str()) else {
-            return Ok(Err(wit::Error::InvalidAddress));
+        let conn = match connect(&url).await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(e)),
         };
-        let config = connection_config();
-        let conn =
-            match within_deadline(client.get_multiplexed_async_connection_with_config(&config))
-                .await
-            {
-                Ok(conn) => conn,
-                Err(e) => return Ok(Err(other(e))),
-            };
         accessor.with(|mut access| {
             Ok(access
                 .get()
@@ -270,7 +279,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use test_support::RedisServer;
+    use test_support::{RedisAuth, RedisServer};
     use wit::{RedisParameter as P, RedisResult as R};
 
     // The generated type has no PartialEq; tests compare results by value.
@@ -338,9 +347,8 @@ mod tests {
         redis_results(value)
     }
 
-    async fn connect(server: &RedisServer) -> MultiplexedConnection {
-        let client = redis::Client::open(server.url()).unwrap();
-        within_deadline(client.get_multiplexed_async_connection_with_config(&connection_config()))
+    async fn connect_to(server: &RedisServer) -> MultiplexedConnection {
+        connect(&RedisUrl::parse(&server.url()).unwrap())
             .await
             .unwrap()
     }
@@ -363,7 +371,7 @@ return next
     #[tokio::test]
     async fn execute_passes_commands_through_including_eval() {
         let server = RedisServer::start();
-        let conn = connect(&server).await;
+        let conn = connect_to(&server).await;
 
         assert_eq!(
             execute(
@@ -459,7 +467,7 @@ return next
     #[tokio::test]
     async fn commands_fail_promptly_when_redis_hangs() {
         let server = RedisServer::start();
-        let conn = connect(&server).await;
+        let conn = connect_to(&server).await;
         server.pause();
         let t = std::time::Instant::now();
         let r = execute(&conn, "GET", vec![bin("k")]).await;
@@ -475,7 +483,7 @@ return next
     #[tokio::test]
     async fn incr_answers_type_error_for_a_value_of_the_wrong_type() {
         let server = RedisServer::start();
-        let mut conn = connect(&server).await;
+        let mut conn = connect_to(&server).await;
         let incr = async |conn: &mut MultiplexedConnection, key: &str| {
             let counted: Result<Option<i64>, RedisError> =
                 increment_cmd(key.into(), 1).query_async(conn).await;
@@ -502,5 +510,51 @@ return next
             incr(&mut conn, "max").await,
             Err(wit::Error::Other(_))
         ));
+    }
+
+    /// A password that must be percent-encoded in an address, and must never be shown.
+    const SECRET: &str = "s3cr@t:/pw";
+
+    /// `open`'s connection with the address the guest gave, and its GET of `key`.
+    async fn open_and_get(address: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let url = RedisUrl::parse(address).map_err(|e| e.to_string())?;
+        let mut conn = connect(&url).await.map_err(|e| format!("{e:?}"))?;
+        let got = within_deadline(redis::cmd("GET").arg(key).query_async(&mut conn)).await;
+        got.map_err(|e| format!("{:?}", other(e)))
+    }
+
+    #[tokio::test]
+    async fn open_sends_the_credentials_of_the_address() {
+        let server = RedisServer::start_with_auth(RedisAuth::Password(SECRET.into()));
+        server.redis_cli(&["SET", "cartlab:k", "v"]);
+        assert!(server.url().contains("s3cr%40t%3A%2Fpw"), "percent-encoded");
+        assert_eq!(
+            open_and_get(&server.url(), "cartlab:k").await,
+            Ok(Some(b"v".to_vec()))
+        );
+        // Without the password, or with a wrong one: refused promptly, and no error shows it.
+        let wrong = format!("redis://:{}@127.0.0.1:{}", "x%2Fy", server.port());
+        for address in [server.url_without_credentials(), wrong] {
+            let t = std::time::Instant::now();
+            let e = open_and_get(&address, "cartlab:k").await.unwrap_err();
+            assert!(t.elapsed() < std::time::Duration::from_millis(1500));
+            assert!(!e.contains("s3cr") && !e.contains("x/y"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_as_an_acl_user_reaches_only_its_keys() {
+        let server = RedisServer::start_with_auth(RedisAuth::AclUser {
+            user: "cart".into(),
+            password: SECRET.into(),
+            keys: "cartlab:*".into(),
+        });
+        assert_eq!(open_and_get(&server.url(), "cartlab:k").await, Ok(None));
+        assert!(open_and_get(&server.url(), "other").await.is_err());
+        assert!(
+            open_and_get(&server.url_without_credentials(), "cartlab:k")
+                .await
+                .is_err()
+        );
     }
 }

@@ -24,6 +24,7 @@ use redis::{Client, RedisError};
 
 use super::faults::{FaultKind, SetTtl};
 use super::{KeyPage, KeyValues, KvBackend, KvError};
+use crate::app::runtime_config::RedisUrl;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -43,14 +44,17 @@ struct Inner {
 }
 
 impl RedisBackend {
-    /// Validates `url`; does not connect. Writes keep the keys' TTLs.
-    pub fn new(url: &str) -> Result<Self> {
+    /// Does not connect; credentials in `url` are sent when it does. Writes keep the keys'
+    /// TTLs.
+    pub fn new(url: &RedisUrl) -> Result<Self> {
         Self::with_ttl(url, SetTtl::Keep)
     }
 
     /// Like [`new`](Self::new), with the given treatment of TTLs on writes.
-    pub fn with_ttl(url: &str, ttl: SetTtl) -> Result<Self> {
-        let client = Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
+    pub fn with_ttl(url: &RedisUrl, ttl: SetTtl) -> Result<Self> {
+        let client = url
+            .client()
+            .with_context(|| format!("invalid Redis URL {url}"))?;
         let info = client.get_connection_info();
         let shown = format!("redis {}", info.addr());
         Ok(Self {

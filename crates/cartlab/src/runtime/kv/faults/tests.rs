@@ -1,4 +1,5 @@
 use super::*;
+use crate::app::runtime_config::RedisUrl;
 use crate::runtime::kv::redis::RedisBackend;
 use test_support::RedisServer;
 
@@ -93,7 +94,9 @@ fn clap_reports_the_bad_part() {
 }
 
 fn redis_config(server: &RedisServer) -> StoreConfig {
-    StoreConfig::Redis { url: server.url() }
+    StoreConfig::Redis {
+        url: RedisUrl::parse(&server.url()).unwrap(),
+    }
 }
 
 /// A Redis store of label `default` opened as `cartlab up --kv-faults spec` opens it.
@@ -348,10 +351,9 @@ async fn slow_writes_apply_first_then_answer_late() {
 fn no_applicable_fault_leaves_the_backend_unwrapped() {
     let faults = Faults::new(parse("spin-4.1").unwrap());
     let sqlite = StoreConfig::Sqlite { path: None };
-    let redis = StoreConfig::Redis {
-        url: "redis://127.0.0.1:1".into(),
-    };
-    let inner: Arc<dyn KvBackend> = Arc::new(RedisBackend::new("redis://127.0.0.1:1").unwrap());
+    let url = RedisUrl::parse("redis://127.0.0.1:1").unwrap();
+    let inner: Arc<dyn KvBackend> = Arc::new(RedisBackend::new(&url).unwrap());
+    let redis = StoreConfig::Redis { url };
     assert!(Arc::ptr_eq(
         &inner,
         &faults.wrap("default", &sqlite, inner.clone())

@@ -1,20 +1,20 @@
 use super::*;
 use std::time::Instant;
-use test_support::RedisServer;
+use test_support::{RedisAuth, RedisServer};
+
+fn url(text: &str) -> RedisUrl {
+    RedisUrl::parse(text).unwrap()
+}
 
 #[test]
-fn bad_url_is_an_error() {
-    assert!(RedisBackend::new("http://nope").is_err());
-    assert!(
-        RedisBackend::new("redis://127.0.0.1:1").is_ok(),
-        "no connection at open"
-    );
+fn opening_does_not_connect() {
+    assert!(RedisBackend::new(&url("redis://127.0.0.1:1")).is_ok());
 }
 
 #[tokio::test]
 async fn crud_outage_and_recovery() {
     let mut server = RedisServer::start();
-    let b = RedisBackend::new(&server.url()).unwrap();
+    let b = RedisBackend::new(&url(&server.url())).unwrap();
 
     assert_eq!(b.get("session:abc".into()).await.unwrap(), None);
     assert!(!b.exists("session:abc".into()).await.unwrap());
@@ -71,7 +71,7 @@ async fn crud_outage_and_recovery() {
 async fn start_while_down_then_recover() {
     let mut server = RedisServer::start();
     server.kill();
-    let b = RedisBackend::new(&server.url()).unwrap();
+    let b = RedisBackend::new(&url(&server.url())).unwrap();
     let t = Instant::now();
     assert!(matches!(
         b.set("k".into(), vec![1]).await,
@@ -86,7 +86,7 @@ async fn start_while_down_then_recover() {
 #[tokio::test]
 async fn hung_server_times_out_promptly_then_recovers() {
     let server = RedisServer::start();
-    let b = RedisBackend::new(&server.url()).unwrap();
+    let b = RedisBackend::new(&url(&server.url())).unwrap();
     b.set("k".into(), vec![1]).await.unwrap();
     server.pause();
     let t = Instant::now();
@@ -102,14 +102,14 @@ async fn hung_server_times_out_promptly_then_recovers() {
 async fn server_errors_are_other() {
     let server = RedisServer::start();
     server.redis_cli(&["LPUSH", "list", "x"]);
-    let b = RedisBackend::new(&server.url()).unwrap();
+    let b = RedisBackend::new(&url(&server.url())).unwrap();
     assert!(matches!(b.get("list".into()).await, Err(KvError::Other(_))));
     // And the backend keeps working afterwards.
     b.set("k".into(), vec![2]).await.unwrap();
 }
 
 fn backend(server: &RedisServer) -> Arc<dyn KvBackend> {
-    Arc::new(RedisBackend::new(&server.url()).unwrap())
+    Arc::new(RedisBackend::new(&url(&server.url())).unwrap())
 }
 
 #[tokio::test]
@@ -172,4 +172,23 @@ async fn new_operations_fail_promptly_when_redis_is_down() {
         "{:?}",
         t.elapsed()
     );
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_are_sent_and_never_shown() {
+    let secret = "kv-s3cret";
+    let server = RedisServer::start_with_auth(RedisAuth::Password(secret.into()));
+    let b = RedisBackend::new(&url(&server.url())).unwrap();
+    b.set("cartlab:k".into(), vec![1]).await.unwrap();
+    assert_eq!(b.get("cartlab:k".into()).await.unwrap(), Some(vec![1]));
+    assert!(!b.describe().contains(secret), "{}", b.describe());
+    // Without the password, or with a wrong one: a prompt error that does not show it.
+    let wrong = format!("redis://:{secret}-not@127.0.0.1:{}", server.port());
+    for address in [server.url_without_credentials(), wrong] {
+        let b = RedisBackend::new(&url(&address)).unwrap();
+        let t = Instant::now();
+        let e = b.get("cartlab:k".into()).await.unwrap_err().to_string();
+        assert!(t.elapsed() < Duration::from_millis(1500));
+        assert!(!e.contains(secret), "{e}");
+    }
 }
