@@ -14,7 +14,7 @@ use crate::runtime::slot::{SlotState, SlotUnavailable};
 use cookie::Cookie;
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,9 +52,72 @@ pub struct FleetOptions {
     pub restart_delay: Duration,
 }
 
-/// Affinity entries kept at most; past it the table starts afresh (sessions
-/// then land by round-robin again, as after a balancer restart).
+/// Affinity entries kept at most; past it the least recently used session is forgotten (its
+/// next request lands by round-robin again, as a new session's would).
 const MAX_AFFINITIES: usize = 100_000;
+
+/// The sticky table: session -> slot, forgetting the least recently used past its capacity.
+struct Affinities {
+    capacity: usize,
+    /// Session -> (slot, when it was last used).
+    pins: HashMap<String, (usize, u64)>,
+    /// When each session was last used -> the session: the oldest first.
+    by_use: BTreeMap<u64, String>,
+    clock: u64,
+}
+
+impl Affinities {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            pins: HashMap::new(),
+            by_use: BTreeMap::new(),
+            clock: 0,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.pins.len()
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The session's slot; using it makes it the most recently used.
+    fn get(&mut self, key: &str) -> Option<usize> {
+        let now = self.tick();
+        let (slot, used) = self.pins.get_mut(key)?;
+        let previous = std::mem::replace(used, now);
+        let slot = *slot;
+        if let Some(key) = self.by_use.remove(&previous) {
+            self.by_use.insert(now, key);
+        }
+        Some(slot)
+    }
+
+    fn pin(&mut self, key: String, slot: usize) {
+        let now = self.tick();
+        if let Some((_, used)) = self.pins.insert(key.clone(), (slot, now)) {
+            self.by_use.remove(&used);
+        }
+        self.by_use.insert(now, key);
+        while self.pins.len() > self.capacity {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            self.pins.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, used)) = self.pins.remove(key) {
+            self.by_use.remove(&used);
+        }
+    }
+}
 
 /// The load balancer in front of a fleet: pure routing over slot states.
 pub struct Balancer {
@@ -62,7 +125,7 @@ pub struct Balancer {
     slots: Vec<Arc<SlotState>>,
     next: AtomicUsize,
     /// `name=value` of a session cookie -> the slot it sticks to.
-    affinity: Mutex<HashMap<String, usize>>,
+    affinity: Mutex<Affinities>,
 }
 
 /// Where the balancer sent a request.
@@ -79,11 +142,11 @@ impl Balancer {
             routing,
             slots,
             next: AtomicUsize::new(0),
-            affinity: Mutex::new(HashMap::new()),
+            affinity: Mutex::new(Affinities::new(MAX_AFFINITIES)),
         }
     }
 
-    fn affinity(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+    fn affinity(&self) -> MutexGuard<'_, Affinities> {
         self.affinity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -103,7 +166,7 @@ impl Balancer {
             Routing::LeastLoaded => self.least_loaded(&live),
             Routing::Sticky => {
                 let pinned = session_cookies(headers)
-                    .find_map(|key| Some((key.clone(), *self.affinity().get(&key)?)));
+                    .find_map(|key| Some((key.clone(), self.affinity().get(&key)?)));
                 match pinned {
                     Some((_, slot)) if live.contains(&slot) => slot,
                     // The pinned server is down: send the session to a live
@@ -152,11 +215,7 @@ impl Balancer {
     }
 
     fn pin(&self, key: String, slot: usize) {
-        let mut affinity = self.affinity();
-        if affinity.len() >= MAX_AFFINITIES && !affinity.contains_key(&key) {
-            affinity.clear();
-        }
-        affinity.insert(key, slot);
+        self.affinity().pin(key, slot);
     }
 
     fn round_robin(&self, live: &[usize]) -> usize {
@@ -349,7 +408,7 @@ mod tests {
             after.slot,
             &headers(SET_COOKIE, "cartlab_stateful=abc; Max-Age=0"),
         );
-        assert!(balancer.affinity().is_empty());
+        assert_eq!(balancer.affinity().len(), 0);
     }
 
     #[tokio::test]
@@ -388,5 +447,41 @@ mod tests {
             .map(|_| sticky.choose(&stranger).unwrap().slot)
             .collect();
         assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_full_sticky_table_forgets_the_least_recently_used_sessions_only() {
+        let balancer = balancer(Routing::Sticky, 4);
+        let session = |n: usize| format!("cartlab_stateful=s{n}");
+        // A session created first but in use all along outlives the flood.
+        let regular = "cartlab_stateful=regular".to_string();
+        balancer.pin(regular.clone(), 3);
+        let new_sessions = 150_000;
+        for n in 0..new_sessions {
+            balancer.pin(session(n), n % 4);
+            if n % 1_000 == 0 {
+                assert_eq!(balancer.affinity().get(&regular), Some(3), "at {n}");
+            }
+        }
+        let mut table = balancer.affinity();
+        assert_eq!(table.len(), MAX_AFFINITIES);
+        assert_eq!(table.get(&regular), Some(3));
+        // Room for the regular one: exactly the oldest 50,001 new sessions went.
+        let evicted = new_sessions - (MAX_AFFINITIES - 1);
+        for n in 0..evicted {
+            assert_eq!(table.get(&session(n)), None, "session {n} should be gone");
+        }
+        for n in evicted..new_sessions {
+            assert_eq!(
+                table.get(&session(n)),
+                Some(n % 4),
+                "session {n} lost its pin"
+            );
+        }
+        drop(table);
+        // And through the balancer: a recent session still routes to its slot.
+        let recent = headers(COOKIE, &session(new_sessions - 1));
+        let pinned = (new_sessions - 1) % 4;
+        assert_eq!(balancer.choose(&recent).unwrap().slot, pinned);
     }
 }

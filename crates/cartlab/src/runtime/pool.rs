@@ -16,14 +16,14 @@ use std::fmt;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyPre, ShouldAccept, ViewFn, WorkerExpiration, WorkerState,
-    WorkerStatus,
+    HandlerState, Instance, InstantiationError, ProxyPre, ShouldAccept, ViewFn, WorkerExpiration,
+    WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::WasiHttpView;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
@@ -135,6 +135,10 @@ pub struct ReusePolicy {
     /// `--request-timeout`: a request without a response by then fails and
     /// its instance is retired.
     pub request_timeout: Option<Duration>,
+    /// `--max-component-instances`: this component's share of the engine's instance pool,
+    /// so that a flood on one component cannot starve the others; `None`: no share (a
+    /// fleet's slots hold one instance each).
+    pub max_instances: Option<usize>,
 }
 
 impl Default for ReusePolicy {
@@ -144,6 +148,7 @@ impl Default for ReusePolicy {
             max_concurrent: Sampled::fixed(16),
             idle_timeout: Some(Sampled::fixed(Duration::from_secs(1))),
             request_timeout: None,
+            max_instances: None,
         }
     }
 }
@@ -157,6 +162,7 @@ impl ReusePolicy {
             max_concurrent: Sampled::fixed(u64::MAX),
             idle_timeout: None,
             request_timeout: None,
+            max_instances: None,
         }
     }
 }
@@ -175,6 +181,7 @@ pub struct ComponentPool {
     shutting_down: Arc<AtomicBool>,
     lab: Arc<Lab>,
     slot: Option<Arc<SlotState>>,
+    live: Arc<AtomicUsize>,
 }
 
 /// What the pools of one component share.
@@ -186,6 +193,8 @@ pub struct PoolContext {
     pub lab: Arc<Lab>,
     pub next_number: Arc<AtomicU64>,
     pub shutting_down: Arc<AtomicBool>,
+    /// The component's live instances, counted against its share.
+    live: Arc<AtomicUsize>,
 }
 
 impl PoolContext {
@@ -202,6 +211,7 @@ impl PoolContext {
             lab,
             next_number: Arc::new(AtomicU64::new(1)),
             shutting_down: Arc::new(AtomicBool::new(false)),
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -224,8 +234,43 @@ impl ComponentPool {
             shutting_down: context.shutting_down.clone(),
             lab: context.lab.clone(),
             slot,
+            live: context.live.clone(),
         }
     }
+
+    /// Counts a new instance against the component's share; `false` (counting nothing) when
+    /// the share is used up.
+    fn take_share(&self) -> bool {
+        let Some(share) = self.policy.max_instances else {
+            self.live.fetch_add(1, Ordering::AcqRel);
+            return true;
+        };
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < share).then_some(live + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// A component already runs its share of instances (`--max-component-instances`): the
+/// request is refused at once, never queued behind the flood.
+#[derive(Debug)]
+pub struct ShareFull;
+
+impl fmt::Display for ShareFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the component runs its share of instances (--max-component-instances)")
+    }
+}
+
+impl std::error::Error for ShareFull {}
+
+/// Whether a failed request was refused for [`ShareFull`].
+pub fn is_share_full(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<InstantiationError<ServedBy>>()
+        .is_some_and(|refused| refused.error.is::<ShareFull>())
 }
 
 impl HandlerState for ComponentPool {
@@ -236,6 +281,11 @@ impl HandlerState for ComponentPool {
     async fn instantiate(
         &self,
     ) -> wasmtime::Result<Instance<InstanceState, Expiry, PooledInstance>> {
+        if !self.take_share() {
+            return Err(wasmtime::Error::new(ShareFull));
+        }
+        // Counted until the instance is dropped, or now if it never starts.
+        let share = ShareHeld(self.live.clone());
         // A fleet slot holds one instance at a time and none while it restarts.
         let generation = match &self.slot {
             Some(slot) => Some(slot.begin_start()?),
@@ -292,6 +342,7 @@ impl HandlerState for ComponentPool {
                 handle,
                 lab: self.lab.clone(),
                 slot: self.slot.clone(),
+                _share: share,
             },
         })
     }
@@ -319,6 +370,16 @@ pub struct PooledInstance {
     handle: Arc<InstanceHandle>,
     lab: Arc<Lab>,
     slot: Option<Arc<SlotState>>,
+    _share: ShareHeld,
+}
+
+/// One instance's place in its component's share, given back when dropped.
+struct ShareHeld(Arc<AtomicUsize>);
+
+impl Drop for ShareHeld {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl WorkerState for PooledInstance {

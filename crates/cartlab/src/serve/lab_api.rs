@@ -7,17 +7,24 @@
 //! - `GET /_lab/events`: Server-Sent Events, a `hello` snapshot and then every
 //!   instance start, request, recycle and slot change.
 //!
-//! Answered only to loopback clients unless `--lab-api any`.
+//! Answered only to loopback clients unless `--lab-api any`. A web page cannot use it: it
+//! refuses a request with a browser's cross-site signs (any method), and under the default
+//! `--lab-api loopback` also one whose `Host` is not a loopback name (a page that rebinds its
+//! DNS name to 127.0.0.1). A recycle order is JSON (`Content-Type: application/json`), which a
+//! cross-site form cannot send; a bodiless `POST` without a content type still recycles
+//! everything, because a browser sends any cross-site `POST` with an `Origin`, refused above.
 
 use crate::runtime::fleet::Routing;
 use crate::runtime::instances::{ComponentView, Instances, Recycled};
 use crate::runtime::lab::{LabAccess, LabEvent};
+use crate::serve::cross_site::{cross_site, names_loopback};
 use crate::serve::host::{App, Body, error_response, json_response};
+use crate::serve::request_body::RequestBody;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,7 +33,12 @@ use tokio::sync::broadcast::error::RecvError;
 /// Largest request body the lab API reads.
 const MAX_BODY: usize = 4096;
 
-pub async fn handle(app: &App, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    request: Request<RequestBody>,
+    listen: SocketAddr,
+    client: SocketAddr,
+) -> Response<Body> {
     if app.lab.access == LabAccess::Off {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -39,6 +51,20 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: SocketAddr) -
             StatusCode::FORBIDDEN,
             "lab_api_forbidden",
             "the lab API answers loopback clients only (start with --lab-api any to change that)",
+        );
+    }
+    if let Some(sign) = cross_site(request.headers()) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            &format!("the lab API does not answer other sites' pages ({sign})"),
+        );
+    }
+    if app.lab.access == LabAccess::Loopback && !names_loopback(request.headers(), listen) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "host_not_loopback",
+            "the lab API answers requests for 127.0.0.1, localhost, [::1] or the listen address only (start with --lab-api any to change that)",
         );
     }
     let path = request.uri().path().trim_end_matches('/').to_string();
@@ -107,7 +133,11 @@ struct RecycleOrder {
     mode: Option<RecycleMode>,
 }
 
-async fn recycle_request(request: Request<Incoming>) -> Result<RecycleOrder, Response<Body>> {
+async fn recycle_request(request: Request<RequestBody>) -> Result<RecycleOrder, Response<Body>> {
+    let typed = request.headers().get(CONTENT_TYPE).map(is_json);
+    if typed == Some(false) {
+        return Err(not_json());
+    }
     let body = Limited::new(request.into_body(), MAX_BODY)
         .collect()
         .await
@@ -119,7 +149,11 @@ async fn recycle_request(request: Request<Incoming>) -> Result<RecycleOrder, Res
             )
         })?
         .to_bytes();
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if !empty && typed.is_none() {
+        return Err(not_json());
+    }
+    if empty {
         return Ok(RecycleOrder {
             component: None,
             instance: None,
@@ -135,6 +169,23 @@ async fn recycle_request(request: Request<Incoming>) -> Result<RecycleOrder, Res
             ),
         )
     })
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn is_json(content_type: &HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .ok()
+        .and_then(|text| text.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn not_json() -> Response<Body> {
+    error_response(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "a recycle order is JSON: send it with Content-Type: application/json",
+    )
 }
 
 async fn recycle(app: &App, order: RecycleOrder) -> Response<Body> {
@@ -290,5 +341,24 @@ mod tests {
             assert!(may_use(LabAccess::Any, client(remote)), "{remote}");
         }
         assert!(!may_use(LabAccess::Off, client("127.0.0.1:1")));
+    }
+
+    #[test]
+    fn recycle_orders_must_be_typed_as_json() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x=y",
+        ] {
+            assert!(is_json(&HeaderValue::from_static(json)), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+        ] {
+            assert!(!is_json(&HeaderValue::from_static(other)), "{other}");
+        }
     }
 }

@@ -6,31 +6,65 @@
 use crate::app::routes::{LAB_PREFIX, RouteMatch};
 use crate::runtime::instances::{Failure, Served};
 use crate::runtime::lab::{LabEvent, epoch_ms};
+use crate::runtime::pool::is_share_full;
+use crate::serve::connection::{Activity, Holding, IdleClosing};
+use crate::serve::cross_site::{changes_state, cross_site};
 use crate::serve::host::{App, Body, error_response};
+use crate::serve::limits::{MAX_REFUSING, ServeLimits};
+use crate::serve::request_body::{BodyError, RequestBody};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::handler::ErrorCode as HandlerErrorCode;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish
-/// (for at most `grace`).
+/// Serves with the default [`ServeLimits`] until `shutdown` resolves, then lets in-flight
+/// requests finish (for at most `grace`).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let local = listener.local_addr()?;
+    serve_limited(app, listener, shutdown, grace, &ServeLimits::default()).await
+}
+
+/// What every connection's requests share: the app and the host's limits.
+struct Front {
+    app: Arc<App>,
+    limits: ServeLimits,
+    local: SocketAddr,
+    /// Room for requests handed to components (`--max-requests-in-flight`).
+    in_flight: Arc<Semaphore>,
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_limited(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    limits: &ServeLimits,
+) -> anyhow::Result<()> {
+    limits.check()?;
+    let front = Arc::new(Front {
+        app: app.clone(),
+        limits: limits.clone(),
+        local: listener.local_addr()?,
+        in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)),
+    });
+    let connections = Arc::new(Semaphore::new(limits.connections_that_fit()));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -51,18 +85,41 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&app, request, local, client).await) }
-        });
+        let Ok(connection_permit) = connections.clone().try_acquire_owned() else {
+            // Past the limit a client learns so at once; past the refusals too, it is
+            // simply closed rather than left waiting.
+            if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusal);
+                });
+            }
+            continue;
+        };
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let (front, activity) = (front.clone(), activity.clone());
+            hyper::service::service_fn(move |request| {
+                let (front, in_flight) = (front.clone(), activity.begin());
+                async move {
+                    let response = handle(&front, request, client).await;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Holding::boxed(body, in_flight)),
+                    )
+                }
+            })
+        };
+        let io = IdleClosing::new(stream, activity, limits.keep_alive_timeout);
         let connection = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(connection_permit);
         });
     }
     drop(listener);
@@ -77,12 +134,42 @@ pub async fn serve(
     Ok(())
 }
 
-async fn handle(
-    app: &App,
-    request: Request<Incoming>,
-    local: SocketAddr,
-    client: SocketAddr,
-) -> Response<Body> {
+/// Answers a connection past `--max-connections`: one 503, then closed.
+async fn refuse(stream: tokio::net::TcpStream) {
+    let service = hyper::service::service_fn(|_request| async {
+        let mut response = unavailable(
+            "too_many_connections",
+            "the host has as many connections open as --max-connections allows; retry shortly",
+        );
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "refused connection ended with an error");
+    }
+}
+
+/// How long a refused connection may take to send the head its 503 answers.
+const REFUSAL_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A 503 of the host's own, with `Retry-After`.
+fn unavailable(code: &str, message: &str) -> Response<Body> {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let app = &front.app;
     let path = request.uri().path().to_string();
     if path == "/.well-known/spin/health" {
         // Spin answers its own liveness probe; so do we.
@@ -96,11 +183,29 @@ async fn handle(
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return response;
     }
+    if changes_state(request.method())
+        && let Some(sign) = cross_site(request.headers())
+    {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            &format!(
+                "{} {path} from another site ({sign}) is refused: a web page may not change carts or instances here",
+                request.method()
+            ),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let body = match RequestBody::prefetch(body, front.limits.request_body_timeout).await {
+        Ok(body) => body,
+        Err(error) => return unreadable_body(&error),
+    };
+    let request = Request::from_parts(parts, body);
     if path
         .strip_prefix(LAB_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        return crate::serve::lab_api::handle(app, request, client).await;
+        return crate::serve::lab_api::handle(app, request, front.local, client).await;
     }
     let Some(matched) = app.router.route(&path) else {
         return error_response(
@@ -116,15 +221,26 @@ async fn handle(
             "route names a component that is not loaded",
         );
     };
-    let request = for_component(request, &matched, local, client);
+    let Ok(room) = front.in_flight.clone().try_acquire_owned() else {
+        return unavailable(
+            "overloaded",
+            "the host has as many requests in flight as --max-requests-in-flight allows; retry shortly",
+        );
+    };
+    let request = for_component(request, &matched, front.local, client);
     let method = request.method().clone();
     let started = Instant::now();
     let Served { instance, outcome } = instances.handle(request).await;
     let response = match outcome {
         Ok(response) => response.map(|body| {
-            body.map_err(|error| std::io::Error::other(format!("{error:#}")))
-                .boxed_unsync()
+            let body = body.map_err(|error| std::io::Error::other(format!("{error:#}")));
+            // The component is still at work while its body streams.
+            Holding::boxed(body, room)
         }),
+        Err(Failure::Instantiation(error)) if is_share_full(&error) => unavailable(
+            "component_busy",
+            "this component runs as many instances as --max-component-instances allows; retry shortly",
+        ),
         Err(failure) => {
             let (status, code, message, error) = match failure {
                 Failure::NoLiveInstance => (
@@ -156,13 +272,11 @@ async fn handle(
             if let Some(error) = error {
                 tracing::warn!(component = %matched.component, %method, %path, error = %format!("{error:#}"), "request failed");
             }
-            let mut response = error_response(status, code, message);
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                response
-                    .headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                unavailable(code, message)
+            } else {
+                error_response(status, code, message)
             }
-            response
         }
     };
     app.lab.publish(LabEvent::Request {
@@ -180,11 +294,32 @@ async fn handle(
     response
 }
 
+/// The host's answer when a body could not be read before any instance saw the request; the
+/// connection cannot carry another request after a body it did not read to the end.
+fn unreadable_body(error: &BodyError) -> Response<Body> {
+    let mut response = match error {
+        BodyError::TimedOut => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_body_timeout",
+            "the request body did not arrive whole within --request-body-timeout",
+        ),
+        BodyError::Broken(_) => error_response(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "the request body could not be read",
+        ),
+    };
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Rewrites an incoming request the way Spin presents it to a component: an
 /// absolute URI and the `spin-*` headers (with their `x-*` twins). Values a
 /// client sent under those names are replaced, never trusted.
 fn for_component(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     matched: &RouteMatch,
     local: SocketAddr,
     client: SocketAddr,
@@ -233,7 +368,12 @@ fn for_component(
         }
     }
     let body = body
-        .map_err(|_| HandlerErrorCode::from(ErrorCode::HttpProtocolError))
+        .map_err(|error| {
+            HandlerErrorCode::from(match error {
+                BodyError::TimedOut => ErrorCode::ConnectionReadTimeout,
+                BodyError::Broken(_) => ErrorCode::HttpProtocolError,
+            })
+        })
         .boxed_unsync();
     Request::from_parts(parts, body)
 }

@@ -7,11 +7,14 @@ pub mod load;
 
 use super::AppArgs;
 use crate::app::duration::parse_duration;
-use crate::commands::up::load::LocalHost;
+use crate::app::manifest::AppManifest;
+use crate::commands::up::load::SHUTDOWN_GRACE;
 use crate::runtime::fleet::{FleetOptions, Routing};
 use crate::runtime::kv::faults::FaultSpec;
 use crate::runtime::lab::LabAccess;
 use crate::runtime::pool::{ReusePolicy, Sampled};
+use crate::serve::limits::ServeLimits;
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,6 +26,11 @@ pub const DEFAULT_ROUTING: Routing = Routing::Sticky;
 pub const DEFAULT_RESTART_DELAY: &str = "1s";
 /// `--lab-api` when not given.
 pub const DEFAULT_LAB_API: LabAccess = LabAccess::Loopback;
+/// `--request-timeout` when not given.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+/// `--max-component-instances` when not given: a quarter of the pool, so that even three
+/// flooded components leave room for a fourth.
+pub const DEFAULT_MAX_COMPONENT_INSTANCES: u16 = 64;
 
 /// Flags keep `spin up`'s names, defaults and `A..B` range syntax.
 #[derive(clap::Args, Clone, Debug)]
@@ -44,9 +52,17 @@ pub struct UpArgs {
     /// with --instances: never].
     #[arg(long)]
     pub idle_instance_timeout: Option<Sampled<Duration>>,
-    /// A request without a response after this long fails with 500 [default: none].
-    #[arg(long, value_parser = parse_duration)]
-    pub request_timeout: Option<Duration>,
+    /// A request without a response after this long fails with 500, and its instance is
+    /// recycled.
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_REQUEST_TIMEOUT)]
+    pub request_timeout: Duration,
+    /// Instances one component may run at once, its share of the pool of 256 that all
+    /// components draw from: past it the component's requests get a prompt 503, and the
+    /// other components keep theirs [default: 64; not with --instances].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_component_instances: Option<u16>,
+    #[command(flatten)]
+    pub limits: ServeLimits,
     /// Allocate instance memory on demand instead of from a pool.
     #[arg(long)]
     pub disable_pooling: bool,
@@ -89,7 +105,10 @@ impl UpArgs {
             max_instance_reuse_count: None,
             max_instance_concurrent_reuse_count: None,
             idle_instance_timeout: None,
-            request_timeout: None,
+            request_timeout: parse_duration(DEFAULT_REQUEST_TIMEOUT)
+                .expect("the default request timeout parses"),
+            max_component_instances: None,
+            limits: ServeLimits::default(),
             disable_pooling: false,
             disable_cache: false,
             max_instance_memory: None,
@@ -111,6 +130,11 @@ impl UpArgs {
                     "--max-instance-concurrent-reuse-count does not apply with --instances: each slot is one instance"
                 );
             }
+            if self.max_component_instances.is_some() {
+                anyhow::bail!(
+                    "--max-component-instances does not apply with --instances: a fleet runs one instance per slot"
+                );
+            }
             ReusePolicy::long_lived()
         } else {
             ReusePolicy::default()
@@ -121,7 +145,13 @@ impl UpArgs {
                 .max_instance_concurrent_reuse_count
                 .unwrap_or(base.max_concurrent),
             idle_timeout: self.idle_instance_timeout.or(base.idle_timeout),
-            request_timeout: self.request_timeout,
+            request_timeout: Some(self.request_timeout),
+            max_instances: self.instances.is_none().then(|| {
+                usize::from(
+                    self.max_component_instances
+                        .unwrap_or(DEFAULT_MAX_COMPONENT_INSTANCES),
+                )
+            }),
         })
     }
 
@@ -142,8 +172,12 @@ impl UpArgs {
     /// Serves until SIGINT or SIGTERM.
     pub async fn execute(self) -> anyhow::Result<()> {
         let policy = self.reuse_policy()?;
-        let host = LocalHost::start(&self, true).await?;
-        let loaded = &host.loaded;
+        self.limits.check()?;
+        let loaded = load::load(&self, true).await?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.listen))?;
+        let address = listener.local_addr()?;
         for (label, store) in &loaded.stores {
             match &loaded.faults {
                 Some(faults) => tracing::info!(
@@ -165,11 +199,24 @@ impl UpArgs {
             routing = ?fleet.map(|fleet| fleet.routing.to_string()),
             lab_api = ?self.lab_api,
             kv_faults = %self.kv_faults(),
+            limits = ?self.limits,
             "cartlab up ready"
         );
-        print_summary(&host);
-        super::shutdown_signal().await;
-        host.stop().await?;
+        print_summary(address, &loaded.manifest);
+        crate::serve::server::serve_limited(
+            loaded.app.clone(),
+            listener,
+            super::shutdown_signal(),
+            SHUTDOWN_GRACE,
+            &self.limits,
+        )
+        .await?;
+        for instances in loaded.app.components.values() {
+            instances.begin_shutdown();
+        }
+        if let Some(faults) = &loaded.faults {
+            faults.log_summary();
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -177,11 +224,10 @@ impl UpArgs {
 
 /// The same summary `spin up` prints; tests read the address from it. A
 /// closed stdout must not take the host down, so write errors are ignored.
-fn print_summary(host: &LocalHost) {
+fn print_summary(address: SocketAddr, manifest: &AppManifest) {
     use std::io::Write as _;
-    let address = host.address;
     let mut summary = format!("Serving http://{address}\nAvailable Routes:\n");
-    for route in host.loaded.manifest.router.routes() {
+    for route in manifest.router.routes() {
         let (shown, wildcard) = match route.route.strip_suffix("/...") {
             Some(prefix) => (prefix, " (wildcard)"),
             None => (route.route.as_str(), ""),
