@@ -65,6 +65,13 @@ impl AllowedHosts {
                 .and_then(|t| t.render(app_variables))
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?;
+            // Credentials belong in the address a component opens, never here; the entry
+            // is not repeated, as it would show them.
+            if rendered.contains('@') {
+                bail!(
+                    "an allowed_outbound_hosts entry must be scheme://host[:port], without credentials (user:password@)"
+                );
+            }
             let parsed = parse_entry(&rendered)
                 .with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?;
             entries.push(parsed);
@@ -231,6 +238,19 @@ mod tests {
         let none = AllowedHosts::default();
         assert!(none.is_empty());
         assert!(!allows(&none, "redis://127.0.0.1:6379"));
+    }
+
+    #[test]
+    fn entries_with_credentials_are_errors_that_do_not_show_them() {
+        let vars = BTreeMap::from([("url".to_owned(), "redis://:hunter2@h:6379".to_owned())]);
+        for entry in ["redis://:hunter2@h:6379", "{{ url }}", "redis://cart@h"] {
+            let e = AllowedHosts::parse(&[entry.to_owned()], &vars).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("without credentials") && !e.contains("hunter2"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
