@@ -20,9 +20,13 @@ async fn lab_get(lab: &Lab, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A lab order as curl sends one: typed as JSON when it has a body.
 async fn lab_post(lab: &Lab, path: &str, body: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", lab.url))
+    let mut request = reqwest::Client::new().post(format!("{}{path}", lab.url));
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let response = request
         .body(body.to_string())
         .send()
         .await
