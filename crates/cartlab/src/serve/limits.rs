@@ -34,8 +34,10 @@ pub struct ServeLimits {
     /// (at most --header-read-timeout).
     #[arg(long, value_parser = parse_duration, default_value = DEFAULT_KEEP_ALIVE_TIMEOUT)]
     pub keep_alive_timeout: Duration,
-    /// A request body must have arrived whole this long after its head: the host answers 408
-    /// if it is still reading it, or the component sees the body fail.
+    /// A request body must have arrived whole this long after its head. The host reads the
+    /// first 64 KiB itself before an instance sees the request (a slow body holds a
+    /// connection, not an instance) and answers 408 if that part is late; past it the
+    /// component sees the body fail and answers for itself.
     #[arg(long, value_parser = parse_duration, default_value = DEFAULT_REQUEST_BODY_TIMEOUT)]
     pub request_body_timeout: Duration,
     /// Open connections at most (fewer if the open-file limit, `ulimit -n`, is lower); a
