@@ -7,7 +7,7 @@
 //! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang.
 
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, Value};
+use redis::{Cmd, RedisError, Value};
 use wasmtime::component::{Accessor, Resource};
 
 use crate::app::runtime_config::RedisUrl;
@@ -171,7 +171,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         let published: Result<i64, _> = run(
             accessor,
             &connection,
-            redis::cmd("PUBLISH").arg(channel).arg(payload),
+            &Cmd::publish(channel, payload),
             other,
         )
         .await?;
@@ -183,7 +183,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Option<Vec<u8>>> {
-        run(accessor, &connection, redis::cmd("GET").arg(key), other).await
+        run(accessor, &connection, &Cmd::get(key), other).await
     }
 
     async fn set(
@@ -192,13 +192,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         value: Vec<u8>,
     ) -> WitResult<()> {
-        run(
-            accessor,
-            &connection,
-            redis::cmd("SET").arg(key).arg(value),
-            other,
-        )
-        .await
+        run(accessor, &connection, &Cmd::set(key, value), other).await
     }
 
     async fn incr(
@@ -217,7 +211,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> WitResult<u32> {
-        run(accessor, &connection, redis::cmd("DEL").arg(keys), other).await
+        run(accessor, &connection, &Cmd::del(keys), other).await
     }
 
     async fn sadd(
@@ -226,13 +220,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        run(
-            accessor,
-            &connection,
-            redis::cmd("SADD").arg(key).arg(values),
-            typed,
-        )
-        .await
+        run(accessor, &connection, &Cmd::sadd(key, values), typed).await
     }
 
     async fn smembers(
@@ -240,13 +228,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Vec<String>> {
-        run(
-            accessor,
-            &connection,
-            redis::cmd("SMEMBERS").arg(key),
-            typed,
-        )
-        .await
+        run(accessor, &connection, &Cmd::smembers(key), typed).await
     }
 
     async fn srem(
@@ -255,13 +237,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        run(
-            accessor,
-            &connection,
-            redis::cmd("SREM").arg(key).arg(values),
-            typed,
-        )
-        .await
+        run(accessor, &connection, &Cmd::srem(key, values), typed).await
     }
 
     async fn execute(
