@@ -258,12 +258,17 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let flood_opened = Instant::now();
 
-    // The flood is held open, not refused ...
-    let during = open_descriptors(pid);
+    // The flood is held open, not refused (the host may take a moment to accept it all) ...
+    let held = baseline + all * 9 / 10;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut during = open_descriptors(pid);
+    while during < held && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        during = open_descriptors(pid);
+    }
     assert!(
-        during >= baseline + all * 9 / 10,
+        during >= held,
         "the host holds {during} descriptors (baseline {baseline}) with {all} hostile connections open"
     );
     // ... and honest shoppers are served, on both components, as promptly as ever.
@@ -273,10 +278,10 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
     }
     let health = shopper.health(Design::Stateful).await.succeeded("health");
     assert!(health.elapsed < HONEST_BOUND, "{:?}", health.elapsed);
-    let honest_took = flood_opened.elapsed();
+    let still = open_descriptors(pid);
     assert!(
-        honest_took < header_read.min(body_timeout),
-        "the honest journey ({honest_took:?}) must run while the flood is still held"
+        still >= held,
+        "the honest journey must run while the flood is held: {still} descriptors after it"
     );
 
     // The host closes every hostile connection within its timeouts.
@@ -404,6 +409,27 @@ async fn concurrent_adds(lab: &Lab, count: usize) -> Vec<common::Answer> {
     futures::future::join_all(adds).await
 }
 
+/// Exactly `served` of `answers` succeeded; the others were refused at once, 503 `code` with
+/// `Retry-After`.
+fn assert_refused_promptly(answers: &[common::Answer], served: usize, code: &str) {
+    let succeeded = answers.iter().filter(|answer| answer.status == 200).count();
+    assert_eq!(succeeded, served, "{code}: {answers:?}");
+    for refused in answers.iter().filter(|answer| answer.status != 200) {
+        assert_eq!(
+            (refused.status, refused.error_code()),
+            (503, Some(code)),
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.retry_after.as_deref(), Some("1"));
+        assert!(
+            refused.elapsed < HONEST_BOUND,
+            "refused after {:?}",
+            refused.elapsed
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_on_one_component_leaves_the_others_their_instances() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -417,60 +443,20 @@ async fn a_flood_on_one_component_leaves_the_others_their_instances() {
         "--kv-faults",
         "slow-writes=2s",
     ]);
-    let flood = tokio::spawn({
-        let lab_url = lab.url.clone();
-        async move {
-            let adds = (0..8).map(|_| {
-                let shopper = Shopper::new(&lab_url).expect("client");
-                async move {
-                    shopper
-                        .add(Design::Stateless, MACBOOK.0, MACBOOK.1)
-                        .await
-                        .reached()
-                }
-            });
-            futures::future::join_all(adds).await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // The stateful cart, the health check and the lab API answer while stateless is full.
-    let shopper = lab.shopper();
-    honest_journey(&shopper, Design::Stateful).await;
-    let (answer, took) = raw_get(port_of(&lab), "/.well-known/spin/health").await;
-    assert!(
-        answer.starts_with("HTTP/1.1 200") && took < HONEST_BOUND,
-        "{answer}"
-    );
-    let (answer, took) = raw_get(port_of(&lab), "/_lab/instances").await;
-    assert!(
-        answer.starts_with("HTTP/1.1 200") && took < HONEST_BOUND,
-        "{answer}"
-    );
-    let answers = flood.await.expect("flood");
-    let busy: Vec<_> = answers
-        .iter()
-        .filter(|answer| answer.status == 503)
-        .collect();
-    let served = answers.iter().filter(|answer| answer.status == 200).count();
-    assert_eq!(
-        (served, busy.len()),
-        (2, 6),
-        "two instances, one request each"
-    );
-    for refused in busy {
-        assert_eq!(
-            refused.error_code(),
-            Some("component_busy"),
-            "{}",
-            refused.body
-        );
-        assert_eq!(refused.retry_after.as_deref(), Some("1"));
-        assert!(
-            refused.elapsed < HONEST_BOUND,
-            "refused after {:?}",
-            refused.elapsed
-        );
-    }
+    let honest = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let shopper = lab.shopper();
+        honest_journey(&shopper, Design::Stateful).await;
+        for path in ["/.well-known/spin/health", "/_lab/instances"] {
+            let (answer, took) = raw_get(port_of(&lab), path).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+            assert!(took < HONEST_BOUND, "{path} took {took:?}");
+        }
+    };
+    let (answers, ()) = tokio::join!(concurrent_adds(&lab, 8), honest);
+    // Two instances, one request each.
+    assert_refused_promptly(&answers, 2, "component_busy");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -485,25 +471,7 @@ async fn requests_past_the_in_flight_cap_get_a_prompt_503() {
         "slow-writes=1s",
     ]);
     let answers = concurrent_adds(&lab, 8).await;
-    let overloaded: Vec<_> = answers
-        .iter()
-        .filter(|answer| answer.status == 503)
-        .collect();
-    let served = answers.iter().filter(|answer| answer.status == 200).count();
-    assert_eq!(
-        (served, overloaded.len()),
-        (3, 5),
-        "three in flight at once"
-    );
-    for refused in overloaded {
-        assert_eq!(refused.error_code(), Some("overloaded"), "{}", refused.body);
-        assert_eq!(refused.retry_after.as_deref(), Some("1"));
-        assert!(
-            refused.elapsed < HONEST_BOUND,
-            "refused after {:?}",
-            refused.elapsed
-        );
-    }
+    assert_refused_promptly(&answers, 3, "overloaded");
     // Done in flight, the room is back.
     let shopper = lab.shopper();
     shopper

@@ -2,6 +2,9 @@
 //! request by spin.toml's routes, adds the headers Spin adds, hands it to the
 //! component's [`Instances`](crate::runtime::instances::Instances), and answers the
 //! host's own errors. `/_lab/` is the lab host's own and never reaches a component.
+//! It holds the line against hostile traffic within [`ServeLimits`]: slow clients are
+//! timed out, a body is read ahead before any instance sees it, other sites' pages may
+//! not change anything, and past a limit the answer is a prompt 503 with `Retry-After`.
 
 use crate::app::routes::{LAB_PREFIX, RouteMatch};
 use crate::runtime::instances::{Failure, Served};
