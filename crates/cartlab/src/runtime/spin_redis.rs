@@ -13,7 +13,7 @@ use wasmtime::component::{Accessor, Resource};
 use crate::app::runtime_config::RedisUrl;
 use crate::runtime::bindings::redis as wit;
 use crate::runtime::instance::InstanceState;
-use crate::runtime::kv::redis::{connection_config, increment_cmd, within_deadline};
+use crate::runtime::kv::redis::{connection_config, within_deadline};
 use crate::runtime::spin_host::SpinHost;
 
 /// An open `spin:redis/redis.connection`.
@@ -200,10 +200,9 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<i64> {
-        let counted: Result<Option<i64>, _> =
-            run(accessor, &connection, &increment_cmd(key, 1), typed).await?;
-        // A value that is not a counter is a value of the wrong type.
-        Ok(counted.and_then(|n| n.ok_or(wit::Error::TypeError)))
+        // Plain INCR, as Spin sends it: a string that is not a number is Redis's own
+        // error (`other`, as under Spin); another kind of value is a `type-error`.
+        run(accessor, &connection, &Cmd::incr(key, 1), typed).await
     }
 
     async fn del(
@@ -461,17 +460,19 @@ return next
         let server = RedisServer::start();
         let mut conn = connect_to(&server).await;
         let incr = async |conn: &mut MultiplexedConnection, key: &str| {
-            let counted: Result<Option<i64>, RedisError> =
-                increment_cmd(key.into(), 1).query_async(conn).await;
+            let counted: Result<i64, RedisError> = Cmd::incr(key, 1).query_async(conn).await;
             counted.map_err(typed)
         };
-        assert!(matches!(incr(&mut conn, "new").await, Ok(Some(1))));
+        assert!(matches!(incr(&mut conn, "new").await, Ok(1)));
         server.redis_cli(&["SET", "n", "-42"]);
-        assert!(matches!(incr(&mut conn, "n").await, Ok(Some(-41))));
-        // Not a counter in INCRBY's own syntax: nil, and the value is left alone.
-        for text in ["abc", "+5", "007", "-0", "1.5", ""] {
+        assert!(matches!(incr(&mut conn, "n").await, Ok(-41)));
+        // A string that is not a number: Redis's own error, and the value is left alone.
+        for text in ["abc", "1.5", ""] {
             server.redis_cli(&["SET", "s", text]);
-            assert!(matches!(incr(&mut conn, "s").await, Ok(None)), "{text:?}");
+            assert!(
+                matches!(incr(&mut conn, "s").await, Err(wit::Error::Other(_))),
+                "{text:?}"
+            );
             assert_eq!(server.redis_cli(&["GET", "s"]), text);
         }
         // Another kind of value: Redis's WRONGTYPE.
