@@ -26,8 +26,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::handler::ErrorCode as HandlerErrorCode;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
@@ -88,7 +88,7 @@ pub async fn serve_limited(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let Ok(connection_permit) = connections.clone().try_acquire_owned() else {
+        let Ok(place) = connections.clone().try_acquire_owned() else {
             // Past the limit a client learns so at once; past the refusals too, it is
             // simply closed rather than left waiting.
             if let Ok(refusal) = refusing.clone().try_acquire_owned() {
@@ -99,31 +99,7 @@ pub async fn serve_limited(
             }
             continue;
         };
-        let activity = Arc::new(Activity::default());
-        let service = {
-            let (front, activity) = (front.clone(), activity.clone());
-            hyper::service::service_fn(move |request| {
-                let (front, in_flight) = (front.clone(), activity.begin());
-                async move {
-                    let response = handle(&front, request, client).await;
-                    Ok::<_, std::convert::Infallible>(
-                        response.map(|body| Holding::boxed(body, in_flight)),
-                    )
-                }
-            })
-        };
-        let io = IdleClosing::new(stream, activity, limits.keep_alive_timeout);
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(io), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-            drop(connection_permit);
-        });
+        spawn_connection(&front, stream, client, &graceful, place);
     }
     drop(listener);
     // Event streams never end by themselves; end them so shutdown is prompt.
@@ -137,8 +113,44 @@ pub async fn serve_limited(
     Ok(())
 }
 
+/// Serves one connection within the limits until it closes or the host stops; it holds its
+/// place among `--max-connections` until then.
+fn spawn_connection(
+    front: &Arc<Front>,
+    stream: TcpStream,
+    client: SocketAddr,
+    graceful: &GracefulShutdown,
+    place: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let (front, activity) = (front.clone(), activity.clone());
+        hyper::service::service_fn(move |request| {
+            let (front, in_flight) = (front.clone(), activity.begin());
+            async move {
+                let response = handle(&front, request, client).await;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Holding::boxed(body, in_flight)),
+                )
+            }
+        })
+    };
+    let io = IdleClosing::new(stream, activity, front.limits.keep_alive_timeout);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(front.limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(place);
+    });
+}
+
 /// Answers a connection past `--max-connections`: one 503, then closed.
-async fn refuse(stream: tokio::net::TcpStream) {
+async fn refuse(stream: TcpStream) {
     let service = hyper::service::service_fn(|_request| async {
         let mut response = unavailable(
             "too_many_connections",
