@@ -23,7 +23,7 @@ pub const MAX_REFUSING: usize = 256;
 /// Descriptors kept free beside the connections (stores, compiled code, refusals, logs).
 const RESERVED_DESCRIPTORS: usize = MAX_REFUSING + 128;
 
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct ServeLimits {
     /// A request's head (request line and headers) must have arrived this long after the
     /// connection began waiting for it (on a kept-alive connection: after the previous

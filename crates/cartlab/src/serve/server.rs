@@ -39,7 +39,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    serve_limited(app, listener, shutdown, grace, &ServeLimits::default()).await
+    serve_limited(app, listener, shutdown, grace, ServeLimits::default()).await
 }
 
 /// What every connection's requests share: the app and the host's limits.
@@ -57,16 +57,16 @@ pub async fn serve_limited(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-    limits: &ServeLimits,
+    limits: ServeLimits,
 ) -> anyhow::Result<()> {
     limits.check()?;
+    let connections = Arc::new(Semaphore::new(limits.connections_that_fit()));
     let front = Arc::new(Front {
         app: app.clone(),
-        limits: limits.clone(),
         local: listener.local_addr()?,
         in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)),
+        limits,
     });
-    let connections = Arc::new(Semaphore::new(limits.connections_that_fit()));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -208,7 +208,7 @@ impl UpArgs {
             listener,
             super::shutdown_signal(),
             SHUTDOWN_GRACE,
-            &self.limits,
+            self.limits.clone(),
         )
         .await?;
         for instances in loaded.app.components.values() {
