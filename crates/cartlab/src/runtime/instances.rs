@@ -5,7 +5,7 @@
 
 use crate::runtime::fleet::{Fleet, FleetOptions, NoLiveInstance, Routing};
 use crate::runtime::lab::{InstanceHandle, ServedBy};
-use crate::runtime::pool::{ComponentPool, PoolContext, ReusePolicy};
+use crate::runtime::pool::{ComponentPool, PoolContext, ReusePolicy, ShareFull};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct Served {
 pub enum Failure {
     /// Every instance of a fleet is restarting (or busy past the wait limit).
     NoLiveInstance,
+    /// The component already runs its share of the instance pool.
+    ShareFull,
     /// No response within `--request-timeout`.
     Timeout(wasmtime::Error),
     /// No instance could be started.
@@ -52,8 +54,12 @@ impl Failure {
             Self::NoLiveInstance
         } else if error.is::<ExpirationError>() {
             Self::Timeout(error)
-        } else if error.is::<InstantiationError<ServedBy>>() {
-            Self::Instantiation(error)
+        } else if let Some(refused) = error.downcast_ref::<InstantiationError<ServedBy>>() {
+            if refused.error.is::<ShareFull>() {
+                Self::ShareFull
+            } else {
+                Self::Instantiation(error)
+            }
         } else {
             Self::Trap(error)
         }

@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, InstantiationError, ProxyPre, ShouldAccept, ViewFn, WorkerExpiration,
-    WorkerState, WorkerStatus,
+    HandlerState, Instance, ProxyPre, ShouldAccept, ViewFn, WorkerExpiration, WorkerState,
+    WorkerStatus,
 };
 use wasmtime_wasi_http::p3::WasiHttpView;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// Component instances the pooling allocator holds for all components together.
+pub const POOLED_INSTANCES: u16 = 256;
 
 /// A flag value that is either one value or a range `A..B` (inclusive) from
 /// which each new instance draws its own value, as `spin up` accepts.
@@ -265,13 +268,6 @@ impl fmt::Display for ShareFull {
 }
 
 impl std::error::Error for ShareFull {}
-
-/// Whether a failed request was refused for [`ShareFull`].
-pub fn is_share_full(error: &wasmtime::Error) -> bool {
-    error
-        .downcast_ref::<InstantiationError<ServedBy>>()
-        .is_some_and(|refused| refused.error.is::<ShareFull>())
-}
 
 impl HandlerState for ComponentPool {
     type StoreData = InstanceState;

@@ -9,7 +9,6 @@
 use crate::app::routes::{LAB_PREFIX, RouteMatch};
 use crate::runtime::instances::{Failure, Served};
 use crate::runtime::lab::{LabEvent, epoch_ms};
-use crate::runtime::pool::is_share_full;
 use crate::serve::connection::{Activity, Holding, IdleClosing};
 use crate::serve::cross_site::{changes_state, cross_site};
 use crate::serve::host::{App, Body, error_response};
@@ -31,17 +30,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::handler::ErrorCode as HandlerErrorCode;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
-/// Serves with the default [`ServeLimits`] until `shutdown` resolves, then lets in-flight
-/// requests finish (for at most `grace`).
-pub async fn serve(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    serve_limited(app, listener, shutdown, grace, ServeLimits::default()).await
-}
-
 /// What every connection's requests share: the app and the host's limits.
 struct Front {
     app: Arc<App>,
@@ -51,8 +39,9 @@ struct Front {
     in_flight: Arc<Semaphore>,
 }
 
-/// [`serve`] within `limits`.
-pub async fn serve_limited(
+/// Serves within `limits` until `shutdown` resolves, then lets in-flight requests finish
+/// (for at most `grace`).
+pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -252,12 +241,14 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
             // The component is still at work while its body streams.
             Holding::boxed(body, room)
         }),
-        Err(Failure::Instantiation(error)) if is_share_full(&error) => unavailable(
-            "component_busy",
-            "this component runs as many instances as --max-component-instances allows; retry shortly",
-        ),
         Err(failure) => {
             let (status, code, message, error) = match failure {
+                Failure::ShareFull => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "component_busy",
+                    "this component runs as many instances as --max-component-instances allows; retry shortly",
+                    None,
+                ),
                 Failure::NoLiveInstance => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no_live_instance",

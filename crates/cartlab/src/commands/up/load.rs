@@ -11,7 +11,7 @@ use crate::runtime::instances::Instances;
 use crate::runtime::kv::faults::Faults;
 use crate::runtime::lab::Lab;
 use crate::runtime::outbound::AllowedHosts;
-use crate::runtime::pool::PoolContext;
+use crate::runtime::pool::{POOLED_INSTANCES, PoolContext};
 use crate::serve::host::App;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ fn engine(options: &UpArgs) -> anyhow::Result<Engine> {
         // Instances come and go all the time (that is the lesson), so reuse
         // their memory slots instead of mapping fresh memory each time.
         let mut pooling = PoolingAllocationConfig::default();
-        pooling.total_component_instances(256);
+        pooling.total_component_instances(u32::from(POOLED_INSTANCES));
         pooling.total_core_instances(1024);
         pooling.total_memories(512);
         pooling.total_tables(512);
@@ -230,6 +230,8 @@ pub struct LocalHost {
 
 impl LocalHost {
     pub async fn start(options: &UpArgs, guest_output: bool) -> anyhow::Result<Self> {
+        // Bad limits are a start-up error, before anything is loaded.
+        options.limits.check()?;
         let loaded = load(options, guest_output).await?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -243,6 +245,7 @@ impl LocalHost {
                 let _ = stopped.await;
             },
             SHUTDOWN_GRACE,
+            options.limits.clone(),
         ));
         Ok(Self {
             url: format!("http://{address}"),

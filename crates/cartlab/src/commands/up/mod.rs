@@ -8,13 +8,12 @@ pub mod load;
 use super::AppArgs;
 use crate::app::duration::parse_duration;
 use crate::app::manifest::AppManifest;
-use crate::commands::up::load::SHUTDOWN_GRACE;
+use crate::commands::up::load::LocalHost;
 use crate::runtime::fleet::{FleetOptions, Routing};
 use crate::runtime::kv::faults::FaultSpec;
 use crate::runtime::lab::LabAccess;
-use crate::runtime::pool::{ReusePolicy, Sampled};
+use crate::runtime::pool::{POOLED_INSTANCES, ReusePolicy, Sampled};
 use crate::serve::limits::ServeLimits;
-use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ pub const DEFAULT_LAB_API: LabAccess = LabAccess::Loopback;
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 /// `--max-component-instances` when not given: a quarter of the pool, so that even three
 /// flooded components leave room for a fourth.
-pub const DEFAULT_MAX_COMPONENT_INSTANCES: u16 = 64;
+pub const DEFAULT_MAX_COMPONENT_INSTANCES: u16 = POOLED_INSTANCES / 4;
 
 /// Flags keep `spin up`'s names, defaults and `A..B` range syntax.
 #[derive(clap::Args, Clone, Debug)]
@@ -59,7 +58,7 @@ pub struct UpArgs {
     /// Instances one component may run at once, its share of the pool of 256 that all
     /// components draw from: past it the component's requests get a prompt 503, and the
     /// other components keep theirs [default: 64; not with --instances].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(POOLED_INSTANCES)))]
     pub max_component_instances: Option<u16>,
     #[command(flatten)]
     pub limits: ServeLimits,
@@ -172,12 +171,8 @@ impl UpArgs {
     /// Serves until SIGINT or SIGTERM.
     pub async fn execute(self) -> anyhow::Result<()> {
         let policy = self.reuse_policy()?;
-        self.limits.check()?;
-        let loaded = load::load(&self, true).await?;
-        let listener = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", self.listen))?;
-        let address = listener.local_addr()?;
+        let host = LocalHost::start(&self, true).await?;
+        let loaded = &host.loaded;
         for (label, store) in &loaded.stores {
             match &loaded.faults {
                 Some(faults) => tracing::info!(
@@ -202,21 +197,9 @@ impl UpArgs {
             limits = ?self.limits,
             "cartlab up ready"
         );
-        print_summary(address, &loaded.manifest);
-        crate::serve::server::serve_limited(
-            loaded.app.clone(),
-            listener,
-            super::shutdown_signal(),
-            SHUTDOWN_GRACE,
-            self.limits.clone(),
-        )
-        .await?;
-        for instances in loaded.app.components.values() {
-            instances.begin_shutdown();
-        }
-        if let Some(faults) = &loaded.faults {
-            faults.log_summary();
-        }
+        print_summary(host.address, &loaded.manifest);
+        super::shutdown_signal().await;
+        host.stop().await?;
         tracing::info!("stopped");
         Ok(())
     }
