@@ -1,6 +1,7 @@
 //! Fuzzes `cart_core::handle`: a request built from the input (method, path, Cookie,
-//! Content-Type, Content-Length, other headers, body) against a `MemoryStore` holding the seed
-//! session (MacBook Pro 2500 + iPhone 15 1200) and a full cart (`MAX_LINES` lines).
+//! Content-Type, Content-Length, other headers, body) against cart-core's
+//! `testing::RecordingStore::seeded`: the seed session (MacBook Pro 2500 + iPhone 15 1200) and a
+//! full cart (`MAX_LINES` lines) in a `MemoryStore` that records its calls.
 //!
 //! Invariants checked on every input:
 //! - `handle` never panics and its future is ready at once (a `MemoryStore` never waits);
@@ -15,22 +16,13 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use cart_core::{
-    Cents, Instance, MemoryStore, Request, SessionId, SessionRecord, SessionStore, Settings,
-    StoreError, handle,
+use cart_core::testing::{
+    FORGED, FULL, RecordingStore, SEED, T0, exposed_ids, ready, set_cookie_value,
 };
+use cart_core::{Instance, Request, Settings, handle};
 use libfuzzer_sys::fuzz_target;
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
-const T0: u64 = 1_700_000_000;
 const NOW: u64 = T0 + 60;
-const SEED: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IHNlZWQgc2VzcyE";
-const FULL: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IGZ1bGwgY2FydCE";
-const FORGED: &str = "Y2FydGxhYiBob3N0aWxlOiBhIGZvcmdlZCBpZC4uLi4";
 const COOKIE: &str = "cartlab_stateless";
 
 #[derive(Arbitrary, Debug)]
@@ -169,98 +161,6 @@ struct Input<'a> {
     body: Body<'a>,
 }
 
-/// A `MemoryStore` that knows which ids it holds, for snapshots, and counts writes.
-#[derive(Default)]
-struct Store {
-    inner: MemoryStore,
-    ids: RefCell<BTreeSet<SessionId>>,
-    writes: Cell<u32>,
-}
-
-impl SessionStore for Store {
-    type Version = SessionRecord;
-    async fn load(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-        self.inner.load(id).await
-    }
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<SessionRecord>,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        self.writes.set(self.writes.get() + 1);
-        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
-        if saved {
-            self.ids.borrow_mut().insert(id.clone());
-        }
-        Ok(saved)
-    }
-    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
-        self.writes.set(self.writes.get() + 1);
-        let deleted = self.inner.delete_if(id, expected).await?;
-        if deleted {
-            self.ids.borrow_mut().remove(id);
-        }
-        Ok(deleted)
-    }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.writes.set(self.writes.get() + 1);
-        self.ids.borrow_mut().remove(id);
-        self.inner.delete(id).await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        self.inner.check().await
-    }
-}
-
-impl Store {
-    fn seeded() -> Store {
-        let store = Store::default();
-        let mut seed = SessionRecord::new(T0);
-        seed.cart
-            .add("MacBook Pro".into(), Cents(250_000), 1)
-            .unwrap();
-        seed.cart
-            .add("iPhone 15".into(), Cents(120_000), 1)
-            .unwrap();
-        let mut full = SessionRecord::new(T0);
-        for n in 0..cart_core::cart::MAX_LINES {
-            full.cart.add(format!("item {n}"), Cents(100), 1).unwrap();
-        }
-        assert!(ready(store.save_if(&SessionId::parse(SEED).unwrap(), &seed, None, 1800)).unwrap());
-        assert!(ready(store.save_if(&SessionId::parse(FULL).unwrap(), &full, None, 1800)).unwrap());
-        store.writes.set(0);
-        store
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, String> {
-        let ids = self.ids.borrow();
-        assert_eq!(ids.len(), self.inner.len());
-        ids.iter()
-            .map(|id| {
-                let (record, _) = ready(self.inner.load(id)).unwrap().unwrap();
-                (id.as_str().to_owned(), record.to_json())
-            })
-            .collect()
-    }
-}
-
-/// Polls a future that must complete at once (everything here is in memory).
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a MemoryStore future was not ready"),
-    }
-}
-
 fuzz_target!(|input: Input<'_>| {
     let method = match input.method {
         Method::Get => "GET",
@@ -321,7 +221,7 @@ fuzz_target!(|input: Input<'_>| {
     );
     let body = input.body.bytes();
 
-    let store = Store::seeded();
+    let store = RecordingStore::seeded(T0);
     let before = store.snapshot();
     let handled = ready(handle(
         &Settings::stateless(),
@@ -354,7 +254,8 @@ fuzz_target!(|input: Input<'_>| {
         assert!(error["code"].is_string(), "error.code: {json}");
         assert!(error["message"].is_string(), "error.message: {json}");
         assert!(set_cookie.is_none(), "an error set a cookie");
-        assert_eq!(store.writes.get(), 0, "an error wrote to the store");
+        let calls = store.calls();
+        assert_eq!((calls.saves, calls.deletes), (0, 0), "an error wrote to the store");
         assert_eq!(before, after, "an error changed the store");
     } else {
         assert!(
@@ -373,39 +274,12 @@ fuzz_target!(|input: Input<'_>| {
             || method.contains(text)
             || body_text.contains(text)
     };
-    // Look at the header values and the body without `error.message` and `cart`: those two
-    // quote the client's own text, escaped or unescaped (`\0` + `3cc9e77` in a message reads as
-    // a fingerprint), and only the structured fields could leak a session.
-    let mut without_message = json.clone();
-    if let Some(body) = without_message.as_object_mut() {
-        body.remove("cart");
-    }
-    if let Some(error) = without_message
-        .get_mut("error")
-        .and_then(|e| e.as_object_mut())
-    {
-        error.remove("message");
-    }
-    let header_values: Vec<&str> = response.headers.iter().map(|(_, v)| v.as_str()).collect();
-    let structured = format!("{}\n{without_message}", header_values.join("\n"));
-    for id in before.keys() {
-        if !presented(id) {
-            assert!(!structured.contains(id.as_str()), "exposed a stored id");
-            let fingerprint = SessionId::parse(id).unwrap().fingerprint();
-            assert!(
-                !structured.contains(&fingerprint),
-                "exposed a stored fingerprint"
-            );
-        }
-    }
+    let exposed = exposed_ids(&response, before.keys(), presented);
+    assert!(exposed.is_empty(), "exposed stored sessions: {exposed:?}");
     for id in after.keys().filter(|id| !before.contains_key(*id)) {
         assert!(!presented(id), "a presented id was adopted");
     }
-    if let Some(line) = set_cookie {
-        let value = line
-            .strip_prefix(&format!("{COOKIE}="))
-            .and_then(|rest| rest.split(';').next())
-            .expect("our cookie");
+    if let Some(value) = set_cookie_value(&response, COOKIE) {
         if !value.is_empty() {
             assert!(after.contains_key(value), "cookie for a session not stored");
         }

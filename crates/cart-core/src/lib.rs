@@ -27,6 +27,8 @@ pub mod money;
 pub mod session;
 pub mod settings;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api::{
     CRASH_MESSAGE, Handled, Instance, MAX_ATTEMPTS, MAX_BODY_BYTES, Request, Response,

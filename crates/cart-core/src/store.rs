@@ -117,6 +117,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// A copy of every record held (for tests and tools).
+    pub fn records(&self) -> BTreeMap<SessionId, SessionRecord> {
+        self.sessions().clone()
+    }
+
     fn sessions(&self) -> MutexGuard<'_, BTreeMap<SessionId, SessionRecord>> {
         // A panic while holding the lock kills a wasm instance anyway; natively, keep going.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())

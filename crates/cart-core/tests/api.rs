@@ -1,12 +1,11 @@
 //! The HTTP behaviour of `cart_core::handle`, end to end over in-memory stores.
 
+use cart_core::testing::{RecordingStore, set_cookie_value};
 use cart_core::{
-    Handled, Instance, MemoryStore, Request, Response, SessionId, SessionRecord, SessionStore,
-    Settings, StoreError, handle,
+    Handled, Instance, MemoryStore, Request, Response, SessionId, SessionStore, Settings, handle,
 };
 use futures::executor::block_on;
 use serde_json::{Value, json};
-use std::cell::Cell;
 
 const T0: u64 = 1_700_000_000;
 
@@ -57,13 +56,6 @@ fn error_code(response: &Response) -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
-}
-
-/// The cookie value a response set (the id), if any.
-fn set_cookie_value(response: &Response, name: &str) -> Option<String> {
-    let line = response.header("set-cookie")?;
-    let value = line.strip_prefix(&format!("{name}="))?.split(';').next()?;
-    Some(value.to_owned())
 }
 
 /// A client with a cookie jar, like the seed's test client.
@@ -131,75 +123,6 @@ impl<'a, S: SessionStore> Client<'a, S> {
 
     fn cart(&mut self) -> Response {
         self.request("GET", "/cart", None)
-    }
-}
-
-/// Counts calls, so tests can prove what did (not) reach the store.
-#[derive(Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    loads: Cell<u32>,
-    saves: Cell<u32>,
-    deletes: Cell<u32>,
-}
-
-impl SessionStore for CountingStore {
-    type Version = SessionRecord;
-    async fn load(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-        self.loads.set(self.loads.get() + 1);
-        self.inner.load(id).await
-    }
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<SessionRecord>,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        self.saves.set(self.saves.get() + 1);
-        self.inner.save_if(id, record, expected, ttl_secs).await
-    }
-    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
-        self.deletes.set(self.deletes.get() + 1);
-        self.inner.delete_if(id, expected).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.deletes.set(self.deletes.get() + 1);
-        self.inner.delete(id).await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// A store that is down.
-struct DownStore;
-
-impl SessionStore for DownStore {
-    type Version = ();
-    async fn load(&self, _: &SessionId) -> Result<Option<(SessionRecord, ())>, StoreError> {
-        Err(StoreError("connection refused".into()))
-    }
-    async fn save_if(
-        &self,
-        _: &SessionId,
-        _: &SessionRecord,
-        _: Option<()>,
-        _: u64,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError("connection refused".into()))
-    }
-    async fn delete_if(&self, _: &SessionId, _: ()) -> Result<bool, StoreError> {
-        Err(StoreError("connection refused".into()))
-    }
-    async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
-        Err(StoreError("connection refused".into()))
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        Err(StoreError("connection refused".into()))
     }
 }
 
@@ -299,15 +222,15 @@ fn set_cookie_has_the_component_name_path_and_lifetime() {
         let store = MemoryStore::new();
         let response = Client::new(&settings, &store).add("Pen", json!(1));
         let id = set_cookie_value(&response, name).unwrap();
-        assert!(SessionId::parse(&id).is_some());
+        assert!(SessionId::parse(id).is_some());
         assert_eq!(
             response.header("set-cookie").unwrap(),
             format!("{name}={id}; Path={path}; Max-Age=1800; HttpOnly; SameSite=Lax")
         );
         // The body shows a fingerprint, never the secret.
         let fingerprint = body(&response)["sessionId"].as_str().unwrap().to_owned();
-        assert_eq!(fingerprint, SessionId::parse(&id).unwrap().fingerprint());
-        assert!(!text(&response).contains(&id));
+        assert_eq!(fingerprint, SessionId::parse(id).unwrap().fingerprint());
+        assert!(!text(&response).contains(id));
     }
 
     let mut settings = Settings::stateless();
@@ -382,7 +305,7 @@ fn the_other_components_cookie_is_not_ours() {
 #[test]
 fn unknown_well_formed_id_is_never_adopted() {
     let settings = Settings::stateless();
-    let store = CountingStore::default();
+    let store = RecordingStore::new();
     let planted = SessionId::generate().unwrap();
     let headers = [
         json_headers(),
@@ -405,10 +328,10 @@ fn unknown_well_formed_id_is_never_adopted() {
     assert_eq!(added.status, 200);
     let issued = set_cookie_value(&added, "cartlab_stateless").unwrap();
     assert_ne!(issued, planted.as_str());
-    assert_eq!(store.loads.get(), 1, "looked the planted id up once");
-    assert!(block_on(store.inner.load(&planted)).unwrap().is_none());
-    let issued = SessionId::parse(&issued).unwrap();
-    assert!(block_on(store.inner.load(&issued)).unwrap().is_some());
+    assert_eq!(store.calls().loads, 1, "looked the planted id up once");
+    assert!(store.record(&planted).is_none());
+    let issued = SessionId::parse(issued).unwrap();
+    assert!(store.record(&issued).is_some());
 }
 
 #[test]
@@ -421,7 +344,7 @@ fn malformed_ids_never_reach_the_store() {
         &format!("{}+", "A".repeat(42)),
         &format!("{}B", "A".repeat(42)), // non-canonical base64url
     ] {
-        let store = CountingStore::default();
+        let store = RecordingStore::new();
         let cookie = vec![("cookie".to_owned(), format!("cartlab_stateless={bad}"))];
         let cart = send(&settings, &store, T0, "GET", "/cart", &cookie, b"").response;
         assert_eq!(body(&cart)["sessionId"], Value::Null);
@@ -440,16 +363,16 @@ fn malformed_ids_never_reach_the_store() {
         .response;
         let issued = set_cookie_value(&added, "cartlab_stateless").unwrap();
         assert_ne!(issued, bad);
-        assert!(SessionId::parse(&issued).is_some());
-        assert_eq!(store.loads.get(), 0, "{bad}: no lookup of a malformed id");
-        assert_eq!(store.saves.get(), 1);
+        assert!(SessionId::parse(issued).is_some());
+        assert_eq!(store.calls().loads, 0, "{bad}: no lookup of a malformed id");
+        assert_eq!(store.calls().saves, 1);
     }
 }
 
 #[test]
 fn reading_the_cart_creates_no_session() {
     let settings = Settings::stateless();
-    let store = CountingStore::default();
+    let store = RecordingStore::new();
     let cart = send(&settings, &store, T0, "GET", "/cart", &[], b"").response;
     assert_eq!(cart.status, 200);
     assert_eq!(cart.header("set-cookie"), None);
@@ -458,7 +381,7 @@ fn reading_the_cart_creates_no_session() {
         json!({"serverId": "test0001", "serverKind": "stateless", "requestsServed": 7,
                "sessionId": null, "cart": [], "itemCount": 0, "total": 0})
     );
-    assert_eq!((store.loads.get(), store.saves.get()), (0, 0));
+    assert_eq!((store.calls().loads, store.calls().saves), (0, 0));
 }
 
 #[test]
@@ -645,7 +568,7 @@ fn every_add_validation_rule() {
     ];
     let settings = Settings::stateless();
     for (name, json, status, code) in cases {
-        let store = CountingStore::default();
+        let store = RecordingStore::new();
         let response = send(
             &settings,
             &store,
@@ -669,7 +592,7 @@ fn every_add_validation_rule() {
         );
         assert_eq!(response.header("set-cookie"), None, "{name}");
         assert_eq!(
-            (store.loads.get(), store.saves.get()),
+            (store.calls().loads, store.calls().saves),
             (0, 0),
             "{name}: store untouched"
         );
@@ -1130,6 +1053,8 @@ fn a_failing_store_is_503_everywhere() {
         SessionId::generate().unwrap().as_str()
     );
     let headers = [json_headers(), vec![("cookie".into(), valid_cookie)]].concat();
+    let down = RecordingStore::new();
+    down.set_down(true);
     for (method, path, bytes) in [
         ("GET", "/health", &b""[..]),
         ("GET", "/cart", b""),
@@ -1137,7 +1062,7 @@ fn a_failing_store_is_503_everywhere() {
         ("DELETE", "/cart/items/0", b""),
         ("DELETE", "/cart", b""),
     ] {
-        let r = send(&settings, &DownStore, T0, method, path, &headers, bytes).response;
+        let r = send(&settings, &down, T0, method, path, &headers, bytes).response;
         assert_eq!(
             (r.status, error_code(&r).as_str()),
             (503, "store_unavailable"),
@@ -1149,7 +1074,7 @@ fn a_failing_store_is_503_everywhere() {
     // Without a session cookie, adding still needs the store to save.
     let r = send(
         &settings,
-        &DownStore,
+        &down,
         T0,
         "POST",
         "/cart/add",

@@ -14,123 +14,21 @@
 //! Every row also checks that a response never shows a stored session id (or its fingerprint)
 //! that the request did not itself present.
 
-use cart_core::{
-    Cart, Cents, Instance, MemoryStore, Request, Response, SessionId, SessionRecord, SessionStore,
-    Settings, StoreError, handle,
+use cart_core::testing::{
+    FORGED, FULL, RecordingStore, SEED, T0, exposed_ids, fixture_id, set_cookie_value,
 };
+use cart_core::{Cart, Cents, Instance, Request, Response, SessionRecord, Settings, handle};
 use futures::executor::block_on;
 use serde_json::Value;
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-const T0: u64 = 1_700_000_000;
 /// "Now" for every request: the seed session was touched ten minutes ago (TTL 30 min), long
 /// enough that a read slides it (a write), so a read's effect on the store shows.
 const NOW: u64 = T0 + 600;
 
-/// The seed session's id (a well-formed 32-byte base64url id).
-const SEED: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IHNlZWQgc2VzcyE";
-/// A second stored session whose cart has the maximum `MAX_LINES` (100) lines.
-const FULL: &str = "Y2FydGxhYiBob3N0aWxlLWlucHV0IGZ1bGwgY2FydCE";
-/// Well-formed, but never stored: a forged id.
-const FORGED: &str = "Y2FydGxhYiBob3N0aWxlOiBhIGZvcmdlZCBpZC4uLi4";
-
 const ADD: &str = "/stateless/cart/add";
 const CART: &str = "/stateless/cart";
 const GOOD: &str = r#"{"item":"Pen","price":1}"#;
-
-// ---- the store -------------------------------------------------------------------------------
-
-/// A [`MemoryStore`] that remembers which ids it holds (so it can be snapshotted) and counts
-/// writes.
-#[derive(Default)]
-struct TableStore {
-    inner: MemoryStore,
-    ids: RefCell<BTreeSet<SessionId>>,
-    saves: Cell<u32>,
-    deletes: Cell<u32>,
-}
-
-impl SessionStore for TableStore {
-    type Version = SessionRecord;
-    async fn load(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-        self.inner.load(id).await
-    }
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<SessionRecord>,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        self.saves.set(self.saves.get() + 1);
-        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
-        if saved {
-            self.ids.borrow_mut().insert(id.clone());
-        }
-        Ok(saved)
-    }
-    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
-        self.deletes.set(self.deletes.get() + 1);
-        let deleted = self.inner.delete_if(id, expected).await?;
-        if deleted {
-            self.ids.borrow_mut().remove(id);
-        }
-        Ok(deleted)
-    }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.deletes.set(self.deletes.get() + 1);
-        self.ids.borrow_mut().remove(id);
-        self.inner.delete(id).await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        self.inner.check().await
-    }
-}
-
-impl TableStore {
-    /// The seed session and a full cart, both touched at `T0`.
-    fn seeded() -> TableStore {
-        let store = TableStore::default();
-        let mut seed = SessionRecord::new(T0);
-        seed.cart
-            .add("MacBook Pro".into(), Cents(250_000), 1)
-            .unwrap();
-        seed.cart
-            .add("iPhone 15".into(), Cents(120_000), 1)
-            .unwrap();
-        let mut full = SessionRecord::new(T0);
-        for n in 0..cart_core::cart::MAX_LINES {
-            full.cart.add(format!("item {n}"), Cents(100), 1).unwrap();
-        }
-        block_on(async {
-            assert!(store.save_if(&id(SEED), &seed, None, 1800).await.unwrap());
-            assert!(store.save_if(&id(FULL), &full, None, 1800).await.unwrap());
-        });
-        store.saves.set(0);
-        store
-    }
-
-    /// Every record held, id text to stored JSON.
-    fn snapshot(&self) -> BTreeMap<String, String> {
-        let inner_len = self.inner.len();
-        let ids = self.ids.borrow();
-        assert_eq!(inner_len, ids.len(), "the id list tracks the store");
-        ids.iter()
-            .map(|id| {
-                let (record, _) = block_on(self.inner.load(id)).unwrap().expect("tracked id");
-                (id.as_str().to_owned(), record.to_json())
-            })
-            .collect()
-    }
-}
-
-fn id(text: &str) -> SessionId {
-    SessionId::parse(text).expect("a well-formed test id")
-}
 
 // ---- rows ------------------------------------------------------------------------------------
 
@@ -505,7 +403,7 @@ fn rows() -> Vec<Row> {
         // the leak check ignores `error.message`, and this row keeps it that way.
         method_not_allowed(
             "NUL-joined method spelling a fingerprint",
-            &format!("0\0Content-\0{}", &id(SEED).fingerprint()[1..]),
+            &format!("0\0Content-\0{}", &fixture_id(SEED).fingerprint()[1..]),
             ADD,
         )
         .cookies(&[]),
@@ -670,7 +568,7 @@ fn rows() -> Vec<Row> {
 
 // ---- running a row ---------------------------------------------------------------------------
 
-fn send(store: &TableStore, row: &Row) -> Response {
+fn send(store: &RecordingStore, row: &Row) -> Response {
     let handled = block_on(handle(
         &Settings::stateless(),
         store,
@@ -694,16 +592,10 @@ fn send(store: &TableStore, row: &Row) -> Response {
     handled.response
 }
 
-fn set_cookie_id(response: &Response) -> Option<String> {
-    let line = response.header("set-cookie")?;
-    let value = line.strip_prefix("cartlab_stateless=")?.split(';').next()?;
-    Some(value.to_owned())
-}
-
 /// Runs one row against a freshly seeded store; returns what went wrong.
 fn check(row: &Row) -> Result<(), String> {
     assert!(row.status != 0, "{}: row has no expectation", row.name);
-    let store = TableStore::seeded();
+    let store = RecordingStore::seeded(T0);
     let before = store.snapshot();
     let response = send(&store, row);
     let after = store.snapshot();
@@ -734,11 +626,11 @@ fn check(row: &Row) -> Result<(), String> {
         if (response.status == 405) != response.header("allow").is_some() {
             return fail("405 and `allow` go together".into());
         }
-        if (store.saves.get(), store.deletes.get()) != (0, 0) {
+        let calls = store.calls();
+        if (calls.saves, calls.deletes) != (0, 0) {
             return fail(format!(
                 "an error response wrote to the store ({} saves, {} deletes)",
-                store.saves.get(),
-                store.deletes.get()
+                calls.saves, calls.deletes
             ));
         }
     }
@@ -772,10 +664,10 @@ fn check(row: &Row) -> Result<(), String> {
             if row.presents(new_id) {
                 return fail("the presented id was adopted".into());
             }
-            if set_cookie_id(&response).as_ref() != Some(new_id) {
+            if set_cookie_value(&response, "cartlab_stateless") != Some(new_id.as_str()) {
                 return fail("the cookie does not carry the new id".into());
             }
-            if body["sessionId"] != id(new_id).fingerprint().as_str() {
+            if body["sessionId"] != fixture_id(new_id).fingerprint().as_str() {
                 return fail("sessionId is not the new session's fingerprint".into());
             }
             let record = SessionRecord::from_json(&after[new_id]).unwrap();
@@ -797,32 +689,18 @@ fn check(row: &Row) -> Result<(), String> {
             if (new.created, new.touched, &new.cart) != (old.created, NOW, &old.cart) {
                 return fail(format!("seed session became {new:?}"));
             }
-            if set_cookie_id(&response).as_deref() != Some(SEED) {
+            if set_cookie_value(&response, "cartlab_stateless") != Some(SEED) {
                 return fail("the seed cookie was not refreshed".into());
             }
         }
     }
 
-    // No response shows a stored id (or fingerprint) the request did not present. Header values
-    // and the body are searched, but not `error.message` nor `cart`: they quote the client's own
-    // text, escaped (`\0` + `3cc9e77` would read as a fingerprint) or unescaped.
-    let mut structured = body.clone();
-    if let Some(object) = structured.as_object_mut() {
-        object.remove("cart");
-    }
-    if let Some(error) = structured.get_mut("error").and_then(Value::as_object_mut) {
-        error.remove("message");
-    }
-    let values: Vec<&str> = response.headers.iter().map(|(_, v)| v.as_str()).collect();
-    let shown = format!("{}\n{structured}", values.join("\n"));
-    for stored in before.keys() {
-        if !row.presents(stored)
-            && (shown.contains(stored.as_str()) || shown.contains(&id(stored).fingerprint()))
-        {
-            return fail(format!(
-                "response exposes a stored session it was not given: {shown}"
-            ));
-        }
+    // No response shows a stored id (or fingerprint) the request did not present.
+    let exposed = exposed_ids(&response, before.keys(), |id| row.presents(id));
+    if !exposed.is_empty() {
+        return fail(format!(
+            "response exposes stored sessions it was not given: {exposed:?}"
+        ));
     }
     Ok(())
 }
@@ -882,7 +760,7 @@ fn a_wrong_row_fails() {
         .into_iter()
         .find(|r| r.name == "NUL-joined method spelling a fingerprint")
         .unwrap();
-    let response = send(&TableStore::seeded(), &row);
+    let response = send(&RecordingStore::seeded(T0), &row);
     let raw = String::from_utf8_lossy(&response.body).into_owned();
-    assert!(raw.contains(&id(SEED).fingerprint()), "{raw}");
+    assert!(raw.contains(&fixture_id(SEED).fingerprint()), "{raw}");
 }

@@ -2,6 +2,7 @@
 //! run out, 64 concurrent adds on one session, sliding and absolute expiry, cookie `Max-Age`
 //! equal to the TTL the store is given.
 
+use cart_core::testing::{RecordingStore, fixture_id, yield_now};
 use cart_core::{
     Handled, Instance, MAX_ATTEMPTS, MemoryStore, Request, SessionId, SessionRecord, SessionStore,
     Settings, StoreError, handle,
@@ -10,95 +11,8 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-const T0: u64 = 1_700_000_000;
-
-/// Yields to the executor once: lets other requests run between a load and a save.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-async fn yield_now() {
-    YieldNow(false).await
-}
-
-/// A [`MemoryStore`] whose every operation yields first, so concurrent requests interleave
-/// between their load and their conditional save; `pause(ms)` yields `ms` times (simulated
-/// time). Optionally refuses the first `fail_first` conditional writes, or all of them; it
-/// records the TTL of each successful write.
-#[derive(Default)]
-struct InterleavingStore {
-    inner: MemoryStore,
-    fail_first: Cell<u32>,
-    always_conflict: bool,
-    attempts: Cell<u32>,
-    written: Cell<u32>,
-    conflicts: Cell<u32>,
-    ttls: RefCell<Vec<u64>>,
-}
-
-impl SessionStore for InterleavingStore {
-    type Version = SessionRecord;
-    async fn load(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-        yield_now().await;
-        self.inner.load(id).await
-    }
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<SessionRecord>,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        yield_now().await;
-        self.attempts.set(self.attempts.get() + 1);
-        if self.always_conflict || self.fail_first.get() > 0 {
-            self.fail_first.set(self.fail_first.get().saturating_sub(1));
-            self.conflicts.set(self.conflicts.get() + 1);
-            return Ok(false);
-        }
-        let saved = self.inner.save_if(id, record, expected, ttl_secs).await?;
-        if saved {
-            self.written.set(self.written.get() + 1);
-            self.ttls.borrow_mut().push(ttl_secs);
-        } else {
-            self.conflicts.set(self.conflicts.get() + 1);
-        }
-        Ok(saved)
-    }
-    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
-        yield_now().await;
-        self.inner.delete_if(id, expected).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn check(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn pause(&self, millis: u64) {
-        for _ in 0..millis {
-            yield_now().await;
-        }
-    }
-}
+use cart_core::testing::T0;
 
 fn instance() -> Instance {
     Instance {
@@ -215,7 +129,12 @@ fn cookie_and_max_age(handled: &Handled) -> (String, u64) {
     (pair, max_age)
 }
 
-fn start_session(settings: &Settings, store: &InterleavingStore, now: u64) -> String {
+/// The session id in a `name=value` cookie.
+fn cookie_id(cookie: &str) -> SessionId {
+    fixture_id(cookie.split_once('=').unwrap().1)
+}
+
+fn start_session<S: SessionStore>(settings: &Settings, store: &S, now: u64) -> String {
     let first = block_on(request(
         settings,
         store,
@@ -233,59 +152,29 @@ fn start_session(settings: &Settings, store: &InterleavingStore, now: u64) -> St
 fn sixty_four_concurrent_adds_on_one_session_make_64_lines() {
     let settings = Settings::stateless();
     for round in 0..5 {
-        let store = InterleavingStore::default();
+        let store = RecordingStore::interleaved();
         let cookie = start_session(&settings, &store, T0);
         let responses = sixty_four_adds(&settings, &store, &cookie);
         for r in &responses {
             assert_eq!(r.response.status, 200, "round {round}: {}", body(r));
         }
         assert!(
-            store.conflicts.get() > 0,
+            store.calls().conflicts > 0,
             "round {round}: the requests really interleaved"
         );
         let cart = read_cart(&settings, &store, T0, &cookie);
         let lines = body(&cart)["cart"].as_array().unwrap().len();
         assert_eq!(lines, 65, "round {round}: the first line and 64 adds");
-        assert_eq!(store.inner.len(), 1);
+        assert_eq!(store.inner().len(), 1);
     }
 }
 
 #[test]
 fn without_the_cas_the_same_interleaving_loses_updates() {
     // The seed's unconditional save, simulated: a store that ignores `expected`.
-    struct BlindStore(InterleavingStore);
-    impl SessionStore for BlindStore {
-        type Version = SessionRecord;
-        async fn load(
-            &self,
-            id: &SessionId,
-        ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-            self.0.load(id).await
-        }
-        async fn save_if(
-            &self,
-            id: &SessionId,
-            record: &SessionRecord,
-            _: Option<SessionRecord>,
-            ttl: u64,
-        ) -> Result<bool, StoreError> {
-            yield_now().await;
-            let current = self.0.inner.load(id).await?.map(|(r, _)| r);
-            self.0.inner.save_if(id, record, current, ttl).await
-        }
-        async fn delete_if(&self, id: &SessionId, e: SessionRecord) -> Result<bool, StoreError> {
-            self.0.delete_if(id, e).await
-        }
-        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-            self.0.delete(id).await
-        }
-        async fn check(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
     let settings = Settings::stateless();
-    let store = BlindStore(InterleavingStore::default());
-    let cookie = start_session(&settings, &store.0, T0);
+    let store = RecordingStore::blind();
+    let cookie = start_session(&settings, &store, T0);
     let bodies: Vec<String> = (0..64).map(|n| add_body(&format!("item {n}"))).collect();
     block_on(join_all(bodies.iter().map(|b| {
         request(
@@ -298,14 +187,7 @@ fn without_the_cas_the_same_interleaving_loses_updates() {
             b,
         )
     })));
-    let (record, _) = block_on(
-        store
-            .0
-            .inner
-            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
-    )
-    .unwrap()
-    .unwrap();
+    let record = store.record(&cookie_id(&cookie)).unwrap();
     assert!(
         record.cart.lines().len() < 10,
         "{}",
@@ -316,10 +198,10 @@ fn without_the_cas_the_same_interleaving_loses_updates() {
 #[test]
 fn conflicts_are_retried_until_a_write_succeeds() {
     let settings = Settings::stateless();
-    let store = InterleavingStore::default();
+    let store = RecordingStore::interleaved();
     let cookie = start_session(&settings, &store, T0);
-    store.fail_first.set(MAX_ATTEMPTS - 1);
-    let before = store.attempts.get();
+    store.refuse_next_writes(MAX_ATTEMPTS - 1);
+    let before = store.calls().saves;
     let added = block_on(request(
         &settings,
         &store,
@@ -330,25 +212,18 @@ fn conflicts_are_retried_until_a_write_succeeds() {
         &add_body("Pen"),
     ));
     assert_eq!(added.response.status, 200);
-    assert_eq!(store.attempts.get() - before, MAX_ATTEMPTS);
+    assert_eq!(store.calls().saves - before, MAX_ATTEMPTS);
     assert_eq!(body(&added)["cart"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn a_session_that_always_conflicts_gets_409_and_nothing_changes() {
     let settings = Settings::stateless();
-    let mut store = InterleavingStore::default();
+    let store = RecordingStore::interleaved();
     let cookie = start_session(&settings, &store, T0);
-    let before = block_on(
-        store
-            .inner
-            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
-    )
-    .unwrap()
-    .unwrap()
-    .0;
-    store.always_conflict = true;
-    let attempts = store.attempts.get();
+    let before = store.record(&cookie_id(&cookie)).unwrap();
+    store.refuse_all_writes(true);
+    let attempts = store.calls().saves;
     for (method, path, body_text) in [
         ("POST", "/stateless/cart/add", add_body("Pen")),
         // Late enough that the read slides the session (a write).
@@ -369,20 +244,13 @@ fn a_session_that_always_conflicts_gets_409_and_nothing_changes() {
         assert_eq!(r.response.header("retry-after"), Some("1"));
         assert_eq!(r.response.header("set-cookie"), None);
     }
-    assert_eq!(store.attempts.get() - attempts, 3 * MAX_ATTEMPTS);
-    let after = block_on(
-        store
-            .inner
-            .load(&SessionId::parse(cookie.split_once('=').unwrap().1).unwrap()),
-    )
-    .unwrap()
-    .unwrap()
-    .0;
+    assert_eq!(store.calls().saves - attempts, 3 * MAX_ATTEMPTS);
+    let after = store.record(&cookie_id(&cookie)).unwrap();
     assert_eq!(after, before);
     // A new session conflicting forever (impossible in practice) is 409 as well.
     let r = first_add(&settings, &store, "Pen");
     assert_eq!(r.response.status, 409);
-    store.always_conflict = false;
+    store.refuse_all_writes(false);
 }
 
 #[test]
@@ -390,9 +258,9 @@ fn idle_expiry_slides_and_max_age_is_what_the_store_is_given() {
     let mut settings = Settings::stateless();
     settings.session_idle_secs = 100;
     settings.session_max_age_secs = 1000;
-    let store = InterleavingStore::default();
+    let store = RecordingStore::interleaved();
     let cookie = start_session(&settings, &store, T0);
-    assert_eq!(*store.ttls.borrow(), [100]);
+    assert_eq!(store.ttls(), [100]);
     let get = |now| {
         block_on(request(
             &settings,
@@ -409,13 +277,13 @@ fn idle_expiry_slides_and_max_age_is_what_the_store_is_given() {
         let r = get(now);
         assert_eq!(body(&r)["cart"].as_array().unwrap().len(), 1, "{now}");
         assert_eq!(cookie_and_max_age(&r).1, 100);
-        assert_eq!(store.ttls.borrow().last(), Some(&100));
+        assert_eq!(store.ttls().last(), Some(&100));
     }
     // Idle 101 s: expired, never served, deleted.
     let r = get(T0 + 401);
     assert_eq!(body(&r)["sessionId"], Value::Null);
     assert_eq!(body(&r)["cart"], json!([]));
-    assert!(store.inner.is_empty());
+    assert!(store.inner().is_empty());
 }
 
 #[test]
@@ -423,7 +291,7 @@ fn absolute_lifetime_caps_the_session_however_active() {
     let mut settings = Settings::stateless();
     settings.session_idle_secs = 100;
     settings.session_max_age_secs = 250;
-    let store = InterleavingStore::default();
+    let store = RecordingStore::interleaved();
     let cookie = start_session(&settings, &store, T0);
     let get = |now| {
         block_on(request(
@@ -440,11 +308,11 @@ fn absolute_lifetime_caps_the_session_however_active() {
         let r = get(now);
         assert_eq!(body(&r)["cart"].as_array().unwrap().len(), 1, "{now}");
         assert_eq!(cookie_and_max_age(&r).1, max_age, "{now}");
-        assert_eq!(store.ttls.borrow().last(), Some(&max_age), "{now}");
+        assert_eq!(store.ttls().last(), Some(&max_age), "{now}");
     }
     let r = get(T0 + 250);
     assert_eq!(body(&r)["sessionId"], Value::Null);
-    assert!(store.inner.is_empty());
+    assert!(store.inner().is_empty());
     // An add with the dead cookie starts a new session under a new id.
     let added = block_on(request(
         &settings,
