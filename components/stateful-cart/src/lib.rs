@@ -6,12 +6,17 @@
 use cart_core::{MemoryStore, Settings};
 use spin_sdk::http::{IntoResponse, Request};
 
-/// The sessions: in this instance's linear memory, gone with it. (WASIp3 may
+/// The sessions: in this instance's linear memory, gone with it, and bounded
+/// (Spin variable `max_sessions`; the least recently used go first). (WASIp3 may
 /// run several requests at once on one instance; MemoryStore never holds its
 /// lock across an await.)
 static SESSIONS: MemoryStore = MemoryStore::new();
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
+    // On a settings error `serve` answers 500 `invalid_config`.
+    if let Ok(settings) = cart_spin::settings(Settings::stateful).await {
+        SESSIONS.set_max_sessions(settings.max_sessions);
+    }
     cart_spin::serve(req, Settings::stateful, &SESSIONS).await
 }

@@ -42,7 +42,7 @@ pub use idempotency::{
 pub use kv_sessions::KvSessionStore;
 pub use money::Cents;
 pub use session::{Lifetime, SessionId, SessionRecord};
-pub use settings::{ConfigError, Settings, StoreMode, VARIABLE_NAMES};
+pub use settings::{ConfigError, Secret, Settings, StoreMode, VARIABLE_NAMES};
 pub use store::{
     KeyValue, MemoryKeyValue, MemoryStore, SessionStore, StoreError, TOMBSTONE, session_key,
 };

@@ -11,14 +11,21 @@ pub const DEFAULT_SESSION_MAX_AGE_SECS: u64 = 86_400;
 pub const MAX_SESSION_TTL_SECS: u64 = 365 * 24 * 3600;
 /// Default address of Redis for `session_store = "redis"`.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// The Spin variables a component reads (see `spin.toml`).
-pub const VARIABLE_NAMES: [&str; 6] = [
+/// Default cap on the sessions the stateful component holds in memory.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Largest cap `max_sessions` may ask for: about 1 GB of carts at most in one instance.
+pub const MAX_SESSIONS_LIMIT: usize = 1_000_000;
+/// The Spin variables a component reads (see `spin.toml`); one not mapped into a component
+/// keeps its default there.
+pub const VARIABLE_NAMES: [&str; 8] = [
     "cookie_secure",
     "crash_enabled",
     "session_idle_secs",
     "session_max_age_secs",
     "session_store",
     "redis_url",
+    "redis_password",
+    "max_sessions",
 ];
 
 /// Where the stateless component keeps sessions (Spin variable `session_store`).
@@ -55,6 +62,21 @@ pub struct Settings {
     pub session_store: StoreMode,
     /// Redis address for [`StoreMode::Redis`], e.g. `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// Redis password (`redis_password`, a secret variable; empty: none).
+    pub redis_password: Secret,
+    /// Most sessions held in instance memory (stateful component only): past it the least
+    /// recently used go first.
+    pub max_sessions: usize,
+}
+
+/// A secret setting: never shown by `Debug` (nor anywhere else but where it is used).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 impl Settings {
@@ -79,6 +101,20 @@ impl Settings {
             crash_enabled: true,
             session_store: StoreMode::KeyValue,
             redis_url: DEFAULT_REDIS_URL.to_owned(),
+            redis_password: Secret::default(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+
+    /// The address to open Redis at: [`Settings::redis_url`], with the password (if any) as
+    /// `redis://:<password>@host:port`, percent-encoded. Holds the secret: never log it.
+    pub fn redis_address(&self) -> String {
+        let password = &self.redis_password.0;
+        match self.redis_url.split_once("://") {
+            Some((scheme, rest)) if !password.is_empty() => {
+                format!("{scheme}://:{}@{rest}", percent_encode(password))
+            }
+            _ => self.redis_url.clone(),
         }
     }
 
@@ -94,9 +130,13 @@ impl Settings {
     pub fn apply_variable(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let bad = |expected: &'static str| ConfigError {
             variable: name.to_owned(),
-            value: value.to_owned(),
             expected,
         };
+        if name == "redis_password" {
+            // Any text, as given: spaces may be part of a password.
+            self.redis_password = Secret(value.to_owned());
+            return Ok(());
+        }
         let value = value.trim();
         match name {
             "cookie_secure" => {
@@ -134,6 +174,13 @@ impl Settings {
                 }
                 self.redis_url = value.to_owned();
             }
+            "max_sessions" => {
+                self.max_sessions = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SESSIONS_LIMIT).contains(n))
+                    .ok_or_else(|| bad("a whole number of sessions from 1 to 1000000"))?
+            }
             _ => return Err(bad("a known variable name")),
         }
         Ok(())
@@ -157,11 +204,24 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// A variable whose value cannot be used.
+/// `text` with every byte but RFC 3986's unreserved characters as `%XX`: safe in a URL's
+/// userinfo.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A variable whose value cannot be used. It does not hold the value: a rejected value may
+/// be a secret put in the wrong variable (a password in `redis_url`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     pub variable: String,
-    pub value: String,
     pub expected: &'static str,
 }
 
@@ -169,8 +229,8 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "variable {} is {:?}; expected {}",
-            self.variable, self.value, self.expected
+            "Spin variable {} has a value this component cannot use; expected {}",
+            self.variable, self.expected
         )
     }
 }
@@ -201,6 +261,7 @@ mod tests {
             (a.session_store, a.redis_url.as_str()),
             (StoreMode::KeyValue, "redis://127.0.0.1:6379")
         );
+        assert_eq!((a.redis_password.0.as_str(), a.max_sessions), ("", 10_000));
     }
 
     #[test]
@@ -223,6 +284,8 @@ mod tests {
         );
         assert_eq!(s.session_store, StoreMode::Redis);
         assert_eq!(s.redis_url, "redis://redis.internal:6380");
+        s.apply_variable("max_sessions", "250").unwrap();
+        assert_eq!(s.max_sessions, 250);
         s.apply_variable("session_store", "key-value").unwrap();
         assert_eq!(s.session_store, StoreMode::KeyValue);
 
@@ -240,11 +303,35 @@ mod tests {
             ("redis_url", "redis://"),
             ("redis_url", "redis://127.0.0.1:6379/0"),
             ("redis_url", "redis://user:secret@127.0.0.1:6379"),
+            ("max_sessions", "0"),
+            ("max_sessions", "1000001"),
+            ("max_sessions", "ten"),
             ("nope", "1"),
         ] {
             let err = s.apply_variable(name, value).unwrap_err();
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains("expected"));
+            assert!(!err.to_string().contains("secret"), "never echoed: {err}");
         }
+    }
+
+    #[test]
+    fn the_redis_password_goes_into_the_address_encoded_and_nowhere_else() {
+        let mut s = Settings::stateless();
+        assert_eq!(s.redis_address(), "redis://127.0.0.1:6379", "no password");
+        s.apply_variable("redis_url", "rediss://cache.internal:6380")
+            .unwrap();
+        s.apply_variable("redis_password", " p@ss:w/rd é%").unwrap();
+        assert_eq!(
+            s.redis_address(),
+            "rediss://:%20p%40ss%3Aw%2Frd%20%C3%A9%25@cache.internal:6380"
+        );
+        assert_eq!(
+            s.redis_url, "rediss://cache.internal:6380",
+            "the allowed host"
+        );
+        assert!(!format!("{s:?}").contains("ss:w"), "Debug hides it");
+        s.apply_variable("redis_password", "").unwrap();
+        assert_eq!(s.redis_address(), "rediss://cache.internal:6380");
     }
 }

@@ -4,18 +4,26 @@
 //! `spin:redis` in the stateless component).
 
 use crate::session::{Lifetime, SessionId, SessionRecord};
+
+mod memory;
+pub use memory::MemoryStore;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 
 /// Prefix of every session key, so sessions are recognisable in `redis-cli`.
 pub const SESSION_KEY_PREFIX: &str = "cartlab:session:";
 /// The key that [`KvSessionStore::check`] looks up: a real round trip to the store.
 pub const HEALTH_KEY: &str = "cartlab:health";
 
-/// The store key of a session: `cartlab:session:<id>`.
+/// The store key of a session: `cartlab:session:<hex SHA-256 of the id>`. The cookie holds the
+/// id, the store only its hash, so whoever can read Redis or the SQLite file cannot present a
+/// stored session as their own. (Records written under raw ids before this need no migration:
+/// sessions are short-lived, and such a record just expires unread.)
 pub fn session_key(id: &SessionId) -> String {
-    format!("{SESSION_KEY_PREFIX}{}", id.as_str())
+    let digest = Sha256::digest(format!("cartlab session key\0{}", id.as_str()));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{SESSION_KEY_PREFIX}{hex}")
 }
 
 /// The session store failed (unreachable, refused, ...). Answered as 503 `store_unavailable`.
@@ -90,87 +98,6 @@ pub trait SessionStore {
 
     /// Waits `millis` before a retry after a conflict. The default does not wait.
     async fn pause(&self, _millis: u64) {}
-}
-
-/// Sessions in this process's (or wasm instance's) own memory: gone when it is.
-///
-/// `const`-constructible so a component can keep one in a `static`. The lock is only held
-/// inside synchronous sections, never across an `.await`.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    sessions: Mutex<BTreeMap<SessionId, SessionRecord>>,
-}
-
-impl MemoryStore {
-    pub const fn new() -> MemoryStore {
-        MemoryStore {
-            sessions: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Number of sessions held.
-    pub fn len(&self) -> usize {
-        self.sessions().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A copy of every record held (for tests and tools).
-    pub fn records(&self) -> BTreeMap<SessionId, SessionRecord> {
-        self.sessions().clone()
-    }
-
-    fn sessions(&self) -> MutexGuard<'_, BTreeMap<SessionId, SessionRecord>> {
-        // A panic while holding the lock kills a wasm instance anyway; natively, keep going.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The record itself is the version: a write succeeds if the stored record is unchanged.
-impl SessionStore for MemoryStore {
-    type Version = SessionRecord;
-
-    async fn load(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(SessionRecord, SessionRecord)>, StoreError> {
-        Ok(self.sessions().get(id).map(|r| (r.clone(), r.clone())))
-    }
-
-    async fn save_if(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        expected: Option<SessionRecord>,
-        _ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        let mut sessions = self.sessions();
-        if sessions.get(id) != expected.as_ref() {
-            return Ok(false);
-        }
-        sessions.insert(id.clone(), record.clone());
-        Ok(true)
-    }
-
-    async fn delete_if(&self, id: &SessionId, expected: SessionRecord) -> Result<bool, StoreError> {
-        let mut sessions = self.sessions();
-        if sessions.get(id) != Some(&expected) {
-            return Ok(false);
-        }
-        sessions.remove(id);
-        Ok(true)
-    }
-
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.sessions().remove(id);
-        Ok(())
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 /// A byte key-value store with compare-and-swap: what [`KvSessionStore`] needs. The stateless
@@ -322,44 +249,5 @@ impl KeyValue for MemoryKeyValue {
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.0.borrow().contains_key(key))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::executor::block_on;
-
-    #[test]
-    fn memory_store_round_trip() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let id = SessionId::generate().unwrap();
-            assert!(store.load(&id).await.unwrap().is_none());
-            assert!(
-                store
-                    .save_if(&id, &SessionRecord::new(1), None, 60)
-                    .await
-                    .unwrap()
-            );
-            assert_eq!(store.len(), 1);
-            let (record, version) = store.load(&id).await.unwrap().unwrap();
-            assert_eq!(record, SessionRecord::new(1));
-            assert!(
-                !store
-                    .save_if(&id, &SessionRecord::new(2), None, 60)
-                    .await
-                    .unwrap()
-            );
-            assert!(
-                store
-                    .save_if(&id, &SessionRecord::new(2), Some(version.clone()), 60)
-                    .await
-                    .unwrap()
-            );
-            assert!(!store.delete_if(&id, version).await.unwrap());
-            store.delete(&id).await.unwrap();
-            assert!(store.is_empty());
-        });
     }
 }
