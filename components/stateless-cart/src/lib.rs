@@ -12,8 +12,9 @@
 //!   (docs/spin-key-value.md). Key-value has no TTL: sessions are queued by deadline in the
 //!   store itself and swept a few at a time (`cart_core::expiry`).
 //! - `redis`: Redis at `redis_url` through `spin:redis` (needs the address in
-//!   `allowed_outbound_hosts`), the fast path: reads are one `GET`; writes are one `EVAL` of
-//!   [`CAS_SCRIPT`], which compares the stored value with the one read (or its absence) and
+//!   `allowed_outbound_hosts`; the secret variable `redis_password`, if set, goes into the
+//!   address opened, never into the allowed hosts), the fast path: reads are one `GET`;
+//!   writes are one `EVAL` of [`CAS_SCRIPT`], which compares the stored value with the one read (or its absence) and
 //!   `SET`s the new record with `PX <remaining lifetime in ms>` atomically: one round trip,
 //!   an answer that can be trusted, a real Redis TTL equal to the cookie's `Max-Age`.
 
@@ -29,7 +30,7 @@ async fn handle(req: Request) -> impl IntoResponse {
     // On a settings error `serve` answers 500 `invalid_config` before touching any store.
     let backend = match cart_spin::settings(Settings::stateless).await {
         Ok(settings) if settings.session_store == StoreMode::Redis => {
-            Backend::Redis(RedisKv::new(settings.redis_url.clone()))
+            Backend::Redis(RedisKv::new(settings))
         }
         _ => Backend::Wasi(WasiKv::default()),
     };
@@ -254,14 +255,17 @@ fn wasi_error(e: wasi_kv::Error) -> StoreError {
 /// `open` is its own TCP connection; reconnecting per request also means service resumes by
 /// itself once Redis is back).
 struct RedisKv {
-    url: String,
+    /// What `open` takes: `redis_url` with the password in it, if one is set. Never logged.
+    address: String,
+    password: String,
     conn: OnceCell<Connection>,
 }
 
 impl RedisKv {
-    fn new(url: String) -> RedisKv {
+    fn new(settings: &Settings) -> RedisKv {
         RedisKv {
-            url,
+            address: settings.redis_address(),
+            password: settings.redis_password.0.clone(),
             conn: OnceCell::new(),
         }
     }
@@ -270,7 +274,17 @@ impl RedisKv {
         if let Some(conn) = self.conn.get() {
             return Ok(conn);
         }
-        let opened = Connection::open(&self.url).await.map_err(redis_error)?;
+        let opened = Connection::open(&self.address).await.map_err(|e| {
+            // The host may quote the address it was given: the error must not carry the secret.
+            let StoreError(text) = redis_error(e);
+            let text = if self.password.is_empty() {
+                text
+            } else {
+                text.replace(&self.address, "(the redis_url address)")
+                    .replace(&self.password, "***")
+            };
+            StoreError(text)
+        })?;
         Ok(self.conn.get_or_init(|| opened))
     }
 }

@@ -5,7 +5,7 @@ use crate::expiry;
 use crate::session::{Lifetime, SessionId, SessionRecord};
 use crate::store::{HEALTH_KEY, KeyValue, SessionStore, StoreError, bury, session_key};
 
-/// Sessions as versioned JSON records under `cartlab:session:<id>` in a [`KeyValue`] store,
+/// Sessions as versioned JSON records under [`session_key`] (a hash of the id) in a [`KeyValue`] store,
 /// every write a compare-and-swap against the bytes read.
 #[derive(Debug, Default)]
 pub struct KvSessionStore<K>(pub K);
@@ -99,7 +99,12 @@ mod tests {
             record.cart.add("Pen".into(), Cents(150), 2).unwrap();
             assert!(store.save_if(&id, &record, None, 60).await.unwrap());
 
-            let key = format!("cartlab:session:{}", id.as_str());
+            let key = session_key(&id);
+            assert_eq!(store.0.keys_now(), [key.as_str()]);
+            assert!(
+                key.starts_with("cartlab:session:") && !key.contains(id.as_str()),
+                "{key}: the store holds a hash of the id, never the id"
+            );
             let raw = store.0.value_now(&key).unwrap();
             assert!(raw.starts_with(br#"{"v":1,"#));
             let (loaded, _) = store.load(&id).await.unwrap().unwrap();

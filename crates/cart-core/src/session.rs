@@ -186,7 +186,7 @@ impl SessionRecord {
         self.deadline(lifetime).saturating_sub(now_unix_secs)
     }
 
-    /// The versioned JSON stored under `cartlab:session:<id>`.
+    /// The versioned JSON stored under the session's [`crate::store::session_key`].
     pub fn to_json(&self) -> String {
         let stored = StoredRecord {
             v: RECORD_VERSION,

@@ -1084,3 +1084,54 @@ fn a_failing_store_is_503_everywhere() {
     .response;
     assert_eq!(r.status, 503);
 }
+
+#[test]
+fn the_store_holds_a_hash_of_the_session_id_never_the_id() {
+    let settings = Settings::stateless();
+    let kv = cart_core::MemoryKeyValue::default();
+    let store = cart_core::KvSessionStore(kv.clone());
+    let mut client = Client::new(&settings, &store);
+    client.add("MacBook Pro", json!(2500));
+    client.add("iPhone 15", json!(1200));
+    let cookie = client.cookie.clone().expect("a session cookie");
+    let id = cookie.split_once('=').expect("name=value").1;
+    assert_eq!(body(&client.cart())["total"], 3700, "the session is found");
+    let keys = kv.keys_now();
+    assert!(
+        keys.iter().any(|k| k.starts_with("cartlab:session:")),
+        "{keys:?}"
+    );
+    for key in &keys {
+        assert!(!key.contains(id), "key {key} holds the session id");
+        let value = String::from_utf8_lossy(&kv.value_now(key).unwrap_or_default()).into_owned();
+        assert!(!value.contains(id), "the value under {key} holds the id");
+    }
+}
+
+#[test]
+fn a_5xx_body_says_what_failed_and_keeps_the_details_for_the_log() {
+    let down = RecordingStore::new();
+    down.set_down(true);
+    let r = send(
+        &Settings::stateless(),
+        &down,
+        T0,
+        "GET",
+        "/health",
+        &[],
+        b"",
+    )
+    .response;
+    assert_eq!(r.status, 503);
+    let message = body(&r)["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(message.contains("session store"), "{message}");
+    for detail in [cart_core::testing::DOWN, "10.0.0.7", "refused"] {
+        assert!(
+            !text(&r).contains(detail),
+            "the body shows {detail:?}: {message}"
+        );
+    }
+}

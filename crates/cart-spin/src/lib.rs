@@ -113,9 +113,11 @@ pub async fn settings(defaults: fn() -> Settings) -> Result<&'static Settings, A
             Ok(value) => settings.apply_variable(name, &value)?,
             Err(variables::Error::Undefined(_)) => {}
             Err(e) => {
+                // The host's words go to the log only.
+                eprintln!("cartlab: cannot read Spin variable {name}: {e:?}");
                 return Err(ApiError::new(
                     ErrorCode::InvalidConfig,
-                    format!("cannot read Spin variable {name}: {e:?}"),
+                    format!("this component cannot read its settings (Spin variable {name})"),
                 ));
             }
         }

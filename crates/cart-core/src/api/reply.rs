@@ -115,18 +115,26 @@ impl Reply {
     }
 }
 
+/// What failed, in the user's terms; the store's own words (addresses, client errors) go to
+/// the log only (a component's stderr is Spin's log).
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        eprintln!("cartlab: session store error: {e}");
         ApiError::new(
             ErrorCode::StoreUnavailable,
-            format!("the session store is unavailable: {e}"),
+            "the session store is unreachable right now; try again",
         )
     }
 }
 
+/// The variable and what it must be; never its value (it may be a misplaced secret).
 impl From<crate::settings::ConfigError> for ApiError {
     fn from(e: crate::settings::ConfigError) -> ApiError {
-        ApiError::new(ErrorCode::InvalidConfig, e.to_string())
+        eprintln!("cartlab: bad setting: {e}");
+        ApiError::new(
+            ErrorCode::InvalidConfig,
+            format!("this component is misconfigured: {e}"),
+        )
     }
 }
 

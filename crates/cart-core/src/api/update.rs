@@ -62,9 +62,10 @@ async fn find_session<S: SessionStore>(
 }
 
 fn no_randomness(e: getrandom::Error) -> ApiError {
+    eprintln!("cartlab: no randomness for an id: {e}");
     ApiError::new(
         ErrorCode::InternalError,
-        format!("no randomness for an id: {e}"),
+        "the server could not make a random id; try again",
     )
 }
 
