@@ -96,8 +96,13 @@ pub async fn serve<S: SessionStore>(
 fn instance_id() -> String {
     std::env::var(INSTANCE_ID_ENV)
         .ok()
-        .filter(|id| (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|id| is_sane_instance_id(id))
         .unwrap_or_else(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
+}
+
+/// 1 to 64 visible ASCII characters: fit for a header value and a log line.
+fn is_sane_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Reads Spin variables into settings (once per instance); a variable not mapped in spin.toml
@@ -199,6 +204,28 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         if self.crash_when_dropped {
             panic!("cartlab: crash requested by POST /crash");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sane_instance_id;
+
+    #[test]
+    fn host_instance_ids_are_taken_only_when_sane() {
+        for good in ["stateful-cart#3", "a", &"x".repeat(64)] {
+            assert!(is_sane_instance_id(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "é",
+            "line\nbreak",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_sane_instance_id(bad), "{bad:?}");
         }
     }
 }
