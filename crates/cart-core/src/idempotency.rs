@@ -24,7 +24,7 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const REMEMBERED_OPS: usize = 32;
 /// Bytes in an operation id: 128 bits, random or a hash of the client's key.
 const OP_ID_BYTES: usize = 16;
-/// Length of an operation id's text (base64url of [`OP_ID_BYTES`]).
+/// Length of an operation id's text (base64url of `OP_ID_BYTES`).
 pub const OP_ID_LEN: usize = 22;
 /// Length of a request fingerprint's text (hex of 8 bytes of SHA-256).
 pub const FINGERPRINT_LEN: usize = 16;

@@ -13,7 +13,7 @@ use std::fmt;
 
 /// Prefix of every session key, so sessions are recognisable in `redis-cli`.
 pub const SESSION_KEY_PREFIX: &str = "cartlab:session:";
-/// The key that [`KvSessionStore::check`] looks up: a real round trip to the store.
+/// The key that [`KvSessionStore::check`](crate::KvSessionStore) looks up: a real round trip to the store.
 pub const HEALTH_KEY: &str = "cartlab:health";
 
 /// The store key of a session: `cartlab:session:<hex SHA-256 of the id>`. The cookie holds the
@@ -100,7 +100,7 @@ pub trait SessionStore {
     async fn pause(&self, _millis: u64) {}
 }
 
-/// A byte key-value store with compare-and-swap: what [`KvSessionStore`] needs. The stateless
+/// A byte key-value store with compare-and-swap: what [`KvSessionStore`](crate::KvSessionStore) needs. The stateless
 /// component implements it twice: over `wasi:keyvalue` (store + atomics) and over `spin:redis`
 /// (`GET` + a compare-and-set Lua `EVAL`).
 #[allow(async_fn_in_trait)]

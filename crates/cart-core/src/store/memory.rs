@@ -199,7 +199,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    /// Removes up to [`SWEEP_MAX`] sessions whose TTL ended before `now`, soonest first. The
+    /// Removes up to `SWEEP_MAX` sessions whose TTL ended before `now`, soonest first. The
     /// record decides: one still live under `lifetime` (settings changed) stays, queued again
     /// at its deadline.
     async fn sweep(&self, now_unix_secs: u64, lifetime: &Lifetime) -> Result<usize, StoreError> {
