@@ -288,7 +288,8 @@ async fn idempotency_key_retry_after_a_dropped_connection_applies_the_add_once()
             .split_once('=')
             .map(|(_, id)| id.to_string())
             .expect("name=value");
-        let session_key = format!("cartlab:session:{id}");
+        let session_key =
+            cart_core::session_key(&cart_core::SessionId::parse(&id).expect("a session id"));
         assert!(
             redis
                 .redis_cli(&["GET", &session_key])

@@ -19,8 +19,8 @@ fn assert_hidden(what: &str, text: &str) {
     assert!(!text.contains(MARK), "{what} shows the credentials: {text}");
 }
 
-/// Serves `add` then `cart`, and the item is there.
-async fn serves_the_stateless_cart(lab: &Lab) {
+/// Serves `add` then `cart`, and the item is there; answers the session cookie's id.
+async fn serves_the_stateless_cart(lab: &Lab) -> String {
     let shopper = lab.shopper();
     shopper
         .add(Design::Stateless, MACBOOK.0, MACBOOK.1)
@@ -28,6 +28,29 @@ async fn serves_the_stateless_cart(lab: &Lab) {
         .succeeded("add");
     let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
     assert_eq!(cart.items(), [MACBOOK.0]);
+    let cookie = shopper.cookie(Design::Stateless).expect("a session cookie");
+    cookie
+        .split_once('=')
+        .map(|(_, id)| id.to_string())
+        .expect("name=value")
+}
+
+/// What `redis-cli --scan` finds, and every value, hold no session id from a cookie: whoever
+/// reads the store cannot take over a session.
+fn assert_store_holds_no_id(redis: &RedisServer, id: &str) {
+    let keys: Vec<String> = redis.query(&["KEYS", "*"]);
+    assert!(!keys.is_empty(), "the session is stored");
+    for key in &keys {
+        assert!(!key.contains(id), "key {key} holds the cookie's id");
+        let kind: String = redis.query(&["TYPE", key]);
+        if kind == "string" {
+            let value: Vec<u8> = redis.query(&["GET", key]);
+            assert!(
+                !String::from_utf8_lossy(&value).contains(id),
+                "the value of {key} holds the cookie's id"
+            );
+        }
+    }
 }
 
 /// `add` and `health` (both reach the store; a cart without a session does not) answer 503
@@ -78,7 +101,8 @@ async fn credentials_are_used_and_hidden(redis: RedisServer) {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(redis.url().contains("s3cret"), "{}", redis.url());
     let lab = with_redis(&redis, dir.path(), &[]);
-    serves_the_stateless_cart(&lab).await;
+    let id = serves_the_stateless_cart(&lab).await;
+    assert_store_holds_no_id(&redis, &id);
     let log = stop_and_check_log(lab);
     let shown = format!("redis://***@127.0.0.1:{}", redis.port());
     assert!(
@@ -110,4 +134,31 @@ async fn redis_acl_user_limited_to_cartlab_keys() {
         keys: "cartlab:*".into(),
     });
     credentials_are_used_and_hidden(redis).await;
+}
+
+/// `session_store=redis` (spin:redis): the password is the secret variable `redis_password`,
+/// and `redis_url` (the `allowed_outbound_hosts` entry) carries no credentials.
+#[tokio::test]
+async fn spin_redis_mode_with_the_redis_password_variable() {
+    let redis = RedisServer::start_with_auth(RedisAuth::Password(SECRET.into()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().to_str().expect("utf-8 path");
+    let url = format!("redis_url={}", redis.url_without_credentials());
+    let password = format!("redis_password={SECRET}");
+    let base = [
+        "--state-dir",
+        state,
+        "--variable",
+        "session_store=redis",
+        "--variable",
+        &url,
+    ];
+    let lab = Lab::start(&[&base[..], &["--variable", &password]].concat());
+    let id = serves_the_stateless_cart(&lab).await;
+    assert_store_holds_no_id(&redis, &id);
+    stop_and_check_log(lab);
+
+    let lab = Lab::start(&base);
+    refuses_promptly(&lab).await;
+    stop_and_check_log(lab);
 }
