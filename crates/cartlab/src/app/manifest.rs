@@ -39,6 +39,25 @@ pub struct AppManifest {
     pub components: BTreeMap<String, ComponentDecl>,
 }
 
+#[cfg(test)]
+impl AppManifest {
+    /// An app `a` at `/app/spin.toml` with these components and nothing else, for unit tests.
+    pub(crate) fn of_components(components: impl IntoIterator<Item = ComponentDecl>) -> Self {
+        Self {
+            path: "/app/spin.toml".into(),
+            dir: "/app".into(),
+            name: "a".into(),
+            version: None,
+            variables: BTreeMap::new(),
+            router: Router::default(),
+            components: components
+                .into_iter()
+                .map(|component| (component.id.clone(), component))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariableDecl {
     pub default: Option<String>,

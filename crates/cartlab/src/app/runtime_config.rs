@@ -198,7 +198,6 @@ impl RuntimeConfig {
 mod tests {
     use super::*;
     use crate::app::manifest::{AppManifest, ComponentDecl};
-    use crate::app::routes::Router;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let f = dir.join("runtime-config.toml");
@@ -307,28 +306,15 @@ type = "spin"
 
     #[test]
     fn grants_need_a_defined_store() {
-        let mut components = BTreeMap::new();
-        components.insert(
-            "cart".to_owned(),
-            ComponentDecl {
-                id: "cart".into(),
-                source: "/x.wasm".into(),
-                key_value_stores: vec!["default".into(), "sessions".into()],
-                variables: BTreeMap::new(),
-                environment: BTreeMap::new(),
-                allowed_outbound_hosts: vec![],
-                build: None,
-            },
-        );
-        let m = AppManifest {
-            path: "/app/spin.toml".into(),
-            dir: "/app".into(),
-            name: "a".into(),
-            version: None,
+        let m = AppManifest::of_components([ComponentDecl {
+            id: "cart".into(),
+            source: "/x.wasm".into(),
+            key_value_stores: vec!["default".into(), "sessions".into()],
             variables: BTreeMap::new(),
-            router: Router::default(),
-            components,
-        };
+            environment: BTreeMap::new(),
+            allowed_outbound_hosts: vec![],
+            build: None,
+        }]);
         let mut rc = load(None, Path::new("/s")).unwrap();
         let e = rc.check_grants(&m).unwrap_err().to_string();
         assert!(

@@ -156,8 +156,6 @@ mod tests {
     use std::fs::{File, FileTimes};
     use std::time::Duration;
 
-    use crate::app::routes::Router;
-
     fn touch(path: &Path, secs_ago: u64) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"x").unwrap();
@@ -225,15 +223,7 @@ mod tests {
     }
 
     fn manifest_with(component: ComponentDecl) -> AppManifest {
-        AppManifest {
-            path: "/app/spin.toml".into(),
-            dir: "/app".into(),
-            name: "a".into(),
-            version: None,
-            variables: BTreeMap::new(),
-            router: Router::default(),
-            components: BTreeMap::from([(component.id.clone(), component)]),
-        }
+        AppManifest::of_components([component])
     }
 
     fn component(source: PathBuf, build: Option<BuildDecl>) -> ComponentDecl {
