@@ -2,10 +2,10 @@
 //! run out, 64 concurrent adds on one session, sliding and absolute expiry, cookie `Max-Age`
 //! equal to the TTL the store is given.
 
-use cart_core::testing::{RecordingStore, fixture_id, yield_now};
+use cart_core::testing::{RecordingStore, fixture_id, ready, yield_now};
 use cart_core::{
-    Handled, Instance, MAX_ATTEMPTS, MemoryStore, Request, SessionId, SessionRecord, SessionStore,
-    Settings, StoreError, handle,
+    Handled, Instance, MAX_ATTEMPTS, MemoryKeyValue, MemoryStore, Request, SessionId,
+    SessionRecord, SessionStore, Settings, StoreError, handle,
 };
 use futures::executor::block_on;
 use futures::future::join_all;
@@ -358,7 +358,8 @@ fn v1_records_are_read_and_written_as_v1() {
 /// fails, half before and half after doing its work.
 #[derive(Default)]
 struct InterleavingKv {
-    map: RefCell<std::collections::HashMap<String, Vec<u8>>>,
+    /// The real in-memory store; this one adds yields, TTL records, lies and faults.
+    inner: MemoryKeyValue,
     ttls_ms: RefCell<Vec<u64>>,
     lies: bool,
     error_one_in: u32,
@@ -397,24 +398,28 @@ impl InterleavingKv {
         }
     }
 
-    /// Runs `work` under the fault plan.
-    fn faulty<T>(&self, work: impl FnOnce() -> T) -> Result<T, StoreError> {
+    /// Yields, then runs one operation of the inner store (always ready at once) under the
+    /// fault plan.
+    async fn faulty<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        yield_now().await;
         match self.fault() {
-            Fault::None => Ok(work()),
+            Fault::None => ready(work),
             Fault::Before => Err(StoreError("injected before".into())),
             Fault::After => {
-                work();
+                ready(work)?;
                 Err(StoreError("injected after".into()))
             }
         }
     }
 
     fn session_keys(&self) -> Vec<String> {
-        self.map
-            .borrow()
-            .keys()
+        self.inner
+            .keys_now()
+            .into_iter()
             .filter(|k| k.starts_with("cartlab:session:"))
-            .cloned()
             .collect()
     }
 }
@@ -422,9 +427,7 @@ impl InterleavingKv {
 impl cart_core::KeyValue for InterleavingKv {
     type Cas = Option<Vec<u8>>;
     async fn get_cas(&self, key: &str) -> Result<(Option<Vec<u8>>, Self::Cas), StoreError> {
-        yield_now().await;
-        let value = self.faulty(|| self.map.borrow().get(key).cloned())?;
-        Ok((value.clone(), value))
+        self.faulty(self.inner.get_cas(key)).await
     }
     async fn set_if(
         &self,
@@ -433,16 +436,12 @@ impl cart_core::KeyValue for InterleavingKv {
         value: &[u8],
         ttl_ms: u64,
     ) -> Result<bool, StoreError> {
-        yield_now().await;
-        let swapped = self.faulty(|| {
-            let mut map = self.map.borrow_mut();
-            if map.get(key) != cas.flatten().as_ref() {
-                return false;
-            }
-            map.insert(key.to_owned(), value.to_vec());
+        let swapped = self
+            .faulty(self.inner.set_if(key, cas, value, ttl_ms))
+            .await?;
+        if swapped {
             self.ttls_ms.borrow_mut().push(ttl_ms);
-            true
-        })?;
+        }
         if self.lies {
             let counter = if swapped {
                 &self.false_failures
@@ -461,33 +460,19 @@ impl cart_core::KeyValue for InterleavingKv {
         false
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        yield_now().await;
-        self.faulty(|| self.map.borrow().get(key).cloned())
+        self.faulty(self.inner.get(key)).await
     }
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        yield_now().await;
-        self.faulty(|| {
-            self.map.borrow_mut().insert(key.to_owned(), value.to_vec());
-        })
+        self.faulty(self.inner.set(key, value)).await
     }
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        yield_now().await;
-        self.faulty(|| {
-            let mut map = self.map.borrow_mut();
-            let current: i64 = map
-                .get(key)
-                .map_or(0, |v| String::from_utf8_lossy(v).parse().unwrap());
-            map.insert(key.to_owned(), (current + delta).to_string().into_bytes());
-            current + delta
-        })
+        self.faulty(self.inner.increment(key, delta)).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.faulty(|| {
-            self.map.borrow_mut().remove(key);
-        })
+        self.faulty(self.inner.delete(key)).await
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.faulty(|| self.map.borrow().contains_key(key))
+        self.faulty(self.inner.exists(key)).await
     }
     async fn pause(&self, millis: u64) {
         for _ in 0..millis {
