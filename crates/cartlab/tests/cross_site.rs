@@ -223,3 +223,44 @@ async fn other_sites_pages_change_nothing_and_curl_still_does_everything() {
             .is_empty()
     );
 }
+
+/// `--max-new-sessions-per-minute 3`: one address starts three sessions (on either
+/// component), then its cookie-less requests get 429 with Retry-After, while the sessions it
+/// has go on. Without the flag nothing is capped (every other test starts many more).
+#[tokio::test]
+async fn an_address_starts_its_share_of_sessions_and_its_carts_go_on() {
+    let lab = Lab::start(&["--max-new-sessions-per-minute", "3"]);
+    let shoppers: Vec<_> = (0..5).map(|_| lab.shopper()).collect();
+    let designs = [
+        Design::Stateless,
+        Design::Stateful,
+        Design::Stateless,
+        Design::Stateful,
+        Design::Stateless,
+    ];
+    let mut statuses = Vec::new();
+    for (shopper, design) in shoppers.iter().zip(designs) {
+        let answer = shopper.add(design, MACBOOK.0, MACBOOK.1).await.reached();
+        if answer.status == 429 {
+            assert_eq!(answer.error_code(), Some("too_many_new_sessions"));
+            let after: u64 = answer
+                .retry_after
+                .as_deref()
+                .and_then(|text| text.parse().ok())
+                .expect("a Retry-After in seconds");
+            assert!((1..=60).contains(&after), "{after}");
+        }
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // The first three keep shopping.
+    for (shopper, design) in shoppers.iter().zip(designs).take(3) {
+        shopper
+            .add(design, IPHONE.0, IPHONE.1)
+            .await
+            .succeeded("add");
+        let cart = shopper.cart(design).await.succeeded("cart");
+        assert_eq!(cart.items(), [MACBOOK.0, IPHONE.0]);
+    }
+    assert!(lab.stop());
+}

@@ -48,6 +48,11 @@ pub struct ServeLimits {
     /// request past it is answered 503 `overloaded` with Retry-After.
     #[arg(long, default_value_t = DEFAULT_MAX_REQUESTS_IN_FLIGHT, value_parser = at_least_one)]
     pub max_requests_in_flight: usize,
+    /// Sessions one client address may start per minute; past it, its requests without a
+    /// session cookie get 429 with Retry-After while its sessions go on. For a host reachable
+    /// by others: without it one client can fill the session store [default: no cap].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_new_sessions_per_minute: Option<u32>,
 }
 
 /// A count flag: a whole number, at least 1.
@@ -68,6 +73,7 @@ impl Default for ServeLimits {
             request_body_timeout: duration(DEFAULT_REQUEST_BODY_TIMEOUT),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            max_new_sessions_per_minute: None,
         }
     }
 }

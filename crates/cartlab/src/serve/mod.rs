@@ -6,5 +6,6 @@ pub mod cross_site;
 pub mod host;
 pub mod lab_api;
 pub mod limits;
+pub mod new_sessions;
 pub mod request_body;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::serve::connection::{Activity, Holding, IdleClosing};
 use crate::serve::cross_site::{changes_state, cross_site};
 use crate::serve::host::{App, Body, error_response};
 use crate::serve::limits::{MAX_REFUSING, ServeLimits};
+use crate::serve::new_sessions::{Admission, NewSessions};
 use crate::serve::request_body::{BodyError, RequestBody};
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
@@ -37,6 +38,8 @@ struct Front {
     local: SocketAddr,
     /// Room for requests handed to components (`--max-requests-in-flight`).
     in_flight: Arc<Semaphore>,
+    /// `--max-new-sessions-per-minute`, when given.
+    new_sessions: Option<NewSessions>,
 }
 
 /// Serves within `limits` until `shutdown` resolves, then lets in-flight requests finish
@@ -54,6 +57,7 @@ pub async fn serve(
         app: app.clone(),
         local: listener.local_addr()?,
         in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)),
+        new_sessions: limits.max_new_sessions_per_minute.map(NewSessions::new),
         limits,
     });
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
@@ -231,10 +235,30 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
             "the host has as many requests in flight as --max-requests-in-flight allows; retry shortly",
         );
     };
+    let admission = match &front.new_sessions {
+        Some(cap) => cap.admit(client.ip(), request.headers()),
+        None => Admission::Free,
+    };
+    if let Admission::Refused(after) = admission {
+        let mut response = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_new_sessions",
+            "this address has started as many sessions this minute as --max-new-sessions-per-minute allows; retry later",
+        );
+        if let Ok(seconds) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(RETRY_AFTER, seconds);
+        }
+        return response;
+    }
     let request = for_component(request, &matched, front.local, client);
     let method = request.method().clone();
     let started = Instant::now();
     let Served { instance, outcome } = instances.handle(request).await;
+    if let (Admission::Counted(address), Some(cap), Ok(response)) =
+        (&admission, &front.new_sessions, &outcome)
+    {
+        cap.answered(*address, response.headers());
+    }
     let response = match outcome {
         Ok(response) => response.map(|body| {
             let body = body.map_err(|error| std::io::Error::other(format!("{error:#}")));
