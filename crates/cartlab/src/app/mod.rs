@@ -6,6 +6,7 @@ pub mod expressions;
 pub mod manifest;
 pub mod routes;
 pub mod runtime_config;
+pub mod sampled;
 pub mod variables;
 
 /// The keys toml names for a deserialize error, outermost first (`component`, `cart`,

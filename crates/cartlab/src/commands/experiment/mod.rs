@@ -15,10 +15,10 @@ pub use shopper::Mix;
 
 use super::AppArgs;
 use super::up::UpArgs;
+use crate::app::sampled::Sampled;
 use crate::client::{Design, Shopper};
 use crate::commands::up::load::LocalHost;
 use crate::runtime::lab::LabEvent;
-use crate::runtime::pool::Sampled;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::{print_table, summarise, write_outputs};

@@ -1,9 +1,9 @@
 //! The matrix: each scenario is a set of `cartlab up` flags, plus whether
 //! shoppers crash instances or the fleet rolls through a redeploy.
 
+use crate::app::sampled::Sampled;
 use crate::commands::up::UpArgs;
 use crate::runtime::fleet::Routing;
-use crate::runtime::pool::Sampled;
 use std::time::Duration;
 
 /// One cell of the matrix.
