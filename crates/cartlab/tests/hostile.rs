@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
+
+/// The flood holds thousands of this process's descriptors and keeps both cores busy: the
+/// tests here run one at a time, so that none starves another's host.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// The numbers: bodies that trickle in, and heads that never end.
 const TRICKLING_BODIES: usize = 4_200;
@@ -193,6 +197,7 @@ async fn honest_journey(shopper: &Shopper, design: Design) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (bodies, heads) = hostile_counts();
     let dir = tempfile::tempdir().expect("tempdir");
     let header_read = Duration::from_secs(8);
@@ -354,6 +359,7 @@ async fn raw_get(port: u16, path: &str) -> (String, Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_limit_get_a_prompt_503_and_are_closed() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&[
         "--state-dir",
@@ -432,6 +438,7 @@ fn assert_refused_promptly(answers: &[common::Answer], served: usize, code: &str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_on_one_component_leaves_the_others_their_instances() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&[
         "--state-dir",
@@ -461,6 +468,7 @@ async fn a_flood_on_one_component_leaves_the_others_their_instances() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_past_the_in_flight_cap_get_a_prompt_503() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&[
         "--state-dir",
@@ -483,6 +491,7 @@ async fn requests_past_the_in_flight_cap_get_a_prompt_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_close_after_the_keep_alive_timeout_and_slow_heads_after_the_header_timeout()
  {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(&[
         "--state-dir",
