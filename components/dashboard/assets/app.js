@@ -166,9 +166,13 @@ async function read(col) {
 }
 
 async function crash(col) {
+  const crashed = col.known?.serverId;
   const r = await call(col, "POST", "/crash");
-  // 200 then the instance dies (a 500 is possible if the runtime notices first).
-  if (r.status === 200 || r.status === 500) ownCrash(col, r);
+  // The instance traps instead of answering: the runtime's 500 is the crash, not a fault.
+  if (r.status === 500) {
+    col.error.textContent = `crashed: the instance trapped and is gone (${r.error})`;
+    ownCrash(col, r, crashed);
+  }
 }
 
 /** Empties the cart (forgets the session) without judging: the journey's clean start. */
@@ -351,9 +355,11 @@ function ownRequest(col, r) {
   render();
 }
 
-function ownCrash(col, r) {
-  if (labLive || !r.serverId) return;
-  endLane(laneFor(col.component, { serverId: r.serverId }, r.at), r.at + r.ms, "trap");
+/** `crashed`: the instance that served this column last; the 500 itself comes from the runtime. */
+function ownCrash(col, r, crashed) {
+  const serverId = r.serverId ?? crashed;
+  if (labLive || !serverId) return;
+  endLane(laneFor(col.component, { serverId }, r.at), r.at + r.ms, "trap");
   render();
 }
 

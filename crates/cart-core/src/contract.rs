@@ -83,7 +83,8 @@ pub struct Health {
     pub requests_served: u64,
 }
 
-/// `POST /crash`, sent just before the instance traps.
+/// `POST /crash`: what the instance says as it goes down, in its panic message (the host's
+/// log); never a response: the client gets the runtime's 500.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Crash {

@@ -9,15 +9,12 @@ use cart_core::{
     error_response,
 };
 use http::{HeaderName, HeaderValue, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use spin_sdk::http::Request;
 use spin_sdk::variables;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// This instance's id, fixed for its life: how users see Spin recycle instances.
@@ -33,14 +30,14 @@ pub async fn serve<S: SessionStore>(
     req: Request,
     defaults: fn() -> Settings,
     store: &S,
-) -> http::Response<ResponseBody> {
+) -> http::Response<Full<Bytes>> {
     let instance = Instance {
         id: INSTANCE_ID.get_or_init(instance_id).clone(),
         requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
     };
     let settings = match settings(defaults).await {
         Ok(settings) => settings,
-        Err(error) => return to_http(error_response(&instance, &error), false),
+        Err(error) => return to_http(error_response(&instance, &error)),
     };
 
     let (parts, body) = req.into_parts();
@@ -68,7 +65,7 @@ pub async fn serve<S: SessionStore>(
                     ErrorCode::InvalidJson,
                     format!("could not read the request body: {e:?}"),
                 );
-                return to_http(error_response(&instance, &error), false);
+                return to_http(error_response(&instance, &error));
             }
         }
     } else {
@@ -88,7 +85,19 @@ pub async fn serve<S: SessionStore>(
         },
     )
     .await;
-    to_http(response, crash)
+    if crash {
+        // Trap before answering, never after: an instance that answered first could take
+        // the client's next request in the moment before it dies (Spin hands requests to
+        // any instance that looks alive), and that request would fail too. Trapping here,
+        // the crash costs exactly this request: the runtime answers 500, discards the
+        // instance, and every later request gets a new one. What went down is in the
+        // panic message, in the host's log.
+        panic!(
+            "cartlab: crash requested by POST /crash: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+    to_http(response)
 }
 
 /// The name the host gave this instance through its environment, when it gave a sane one
@@ -152,11 +161,8 @@ fn now_unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn to_http(response: cart_core::Response, crash: bool) -> http::Response<ResponseBody> {
-    let mut out = http::Response::new(ResponseBody {
-        inner: Full::new(Bytes::from(response.body)),
-        crash_when_dropped: crash,
-    });
+fn to_http(response: cart_core::Response) -> http::Response<Full<Bytes>> {
+    let mut out = http::Response::new(Full::new(Bytes::from(response.body)));
     *out.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in response.headers {
@@ -169,43 +175,6 @@ fn to_http(response: cart_core::Response, crash: bool) -> http::Response<Respons
         }
     }
     out
-}
-
-/// The response body. For `POST /crash` it panics when dropped: spin-sdk's `into_response`
-/// hands the body to a spawned task that writes it to the host and drops it only after the
-/// last byte and the end-of-body result are delivered. The panic is a trap, so the runtime
-/// discards this instance (and its memory) right after the client has the whole answer.
-pub struct ResponseBody {
-    inner: Full<Bytes>,
-    crash_when_dropped: bool,
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        if self.crash_when_dropped {
-            panic!("cartlab: crash requested by POST /crash");
-        }
-    }
 }
 
 #[cfg(test)]

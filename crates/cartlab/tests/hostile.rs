@@ -33,33 +33,50 @@ fn port_of(lab: &Lab) -> u16 {
         .expect("the host's port")
 }
 
-/// The host's process: the one holding the socket that listens on `port`.
-fn host_pid(port: u16) -> u32 {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+/// What the kernel says of the host's listening socket: connections waiting in its accept
+/// queue, and (system-wide) how often a full accept queue dropped one. Printed when the host
+/// does not take the flood, to tell a host that stopped accepting from one that never saw it.
+fn accept_queue(port: u16) -> String {
     let local = format!("0100007F:{port:04X}");
-    let inode = table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|fields| fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
-        .and_then(|fields| fields.get(9).map(|inode| inode.to_string()))
-        .expect("the host's listening socket");
-    let wanted = format!("socket:[{inode}]");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| target.to_str() == Some(wanted.as_str()))
+    let waiting = std::fs::read_to_string("/proc/net/tcp")
+        .ok()
+        .and_then(|table| {
+            table
+                .lines()
+                .map(|line| line.split_whitespace().collect::<Vec<_>>())
+                .find(|fields| {
+                    fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
                 })
+                .and_then(|fields| fields.get(4).map(|queues| queues.to_string()))
         })
-        .expect("the process listening on the host's port")
+        .and_then(|queues| usize::from_str_radix(queues.split(':').nth(1)?, 16).ok());
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let overflows = match (lines.next(), lines.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "ListenOverflows")
+            .map(|(_, value)| value.to_string()),
+        _ => None,
+    };
+    format!("accept queue {waiting:?}, listen overflows {overflows:?}")
+}
+
+/// Each of the host's threads: its name and state (R running, S sleeping, D in the kernel).
+fn host_threads(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("no /proc/{pid}/task");
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            Some(format!("{name}:{}", rest.split_whitespace().next()?))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn open_descriptors(pid: u32) -> usize {
@@ -213,7 +230,7 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
         "8s",
     ]);
     let port = port_of(&lab);
-    let pid = host_pid(port);
+    let pid = lab.pid();
     // Warm up: both components have an instance and the store is open.
     let warm = lab.shopper();
     for design in Design::BOTH {
@@ -254,7 +271,8 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
         )));
     }
     let all = bodies + heads;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let flood_began = Instant::now();
+    let deadline = flood_began + Duration::from_secs(30);
     while connected.load(Ordering::SeqCst) < all {
         assert!(
             Instant::now() < deadline,
@@ -264,6 +282,7 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let opened_in = flood_began.elapsed();
     // The flood is held open, not refused (the host may take a moment to accept it all) ...
     let held = baseline + all * 9 / 10;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -274,7 +293,9 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
     }
     assert!(
         during >= held,
-        "the host holds {during} descriptors (baseline {baseline}) with {all} hostile connections open"
+        "the host holds {during} descriptors (baseline {baseline}) with {all} hostile connections open (opened in {opened_in:?}); {}; threads {}",
+        accept_queue(port),
+        host_threads(pid)
     );
     // ... and honest shoppers are served, on both components, as promptly as ever.
     let shopper = lab.shopper();
@@ -329,7 +350,7 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
         after = open_descriptors(pid);
     }
     eprintln!(
-        "{bodies} trickling bodies, {heads} unfinished heads: host descriptors {baseline} before, {during} during, {after} after"
+        "{bodies} trickling bodies, {heads} unfinished heads (opened in {opened_in:?}): host descriptors {baseline} before, {during} during, {after} after"
     );
     assert!(
         after <= baseline + 8,

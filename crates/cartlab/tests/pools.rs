@@ -93,8 +93,7 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
     assert_eq!(serving[0]["state"], "ready");
     let slot = serving[0]["slot"].clone();
 
-    let crash = shopper.crash(Design::Stateful).await.reached();
-    assert_eq!(crash.instance, first.instance);
+    shopper.crash(Design::Stateful).await.trapped();
     // Failover: the session's server is down (restart delay 30 s), so a live
     // one answers, without the cart.
     let after = shopper.cart(Design::Stateful).await.succeeded("cart");
@@ -117,7 +116,7 @@ async fn sticky_pool_keeps_the_stateful_cart_until_its_instance_crashes_then_fai
 
     // The same journey on the stateless cart loses nothing.
     seed_cart(&shopper, Design::Stateless).await;
-    shopper.crash(Design::Stateless).await.reached();
+    shopper.crash(Design::Stateless).await.trapped();
     let survived = shopper.cart(Design::Stateless).await.succeeded("cart");
     assert_eq!(survived.total(), Some(SEED_TOTAL), "{}", survived.body);
     let log = lab.log().join("\n");
@@ -195,8 +194,7 @@ async fn stateless_cart_is_intact_under_every_routing_and_recycling_mode() {
         let lab = with_redis(&redis, dir.path(), flags);
         let shopper = lab.shopper();
         seed_cart(&shopper, Design::Stateless).await;
-        let crash = shopper.crash(Design::Stateless).await.reached();
-        assert_eq!(crash.status, 200, "{flags:?}: {}", crash.body);
+        shopper.crash(Design::Stateless).await.trapped();
         let (status, rolled) = lab_post(&lab, "/_lab/recycle", r#"{"mode":"rolling"}"#).await;
         assert_eq!(status, 200, "{flags:?}: {rolled}");
         let cart = shopper.cart(Design::Stateless).await.succeeded("cart");
@@ -342,7 +340,7 @@ async fn lab_api_lists_recycles_and_streams_events_in_spin_mode() {
     let after = shopper.cart(Design::Stateful).await.succeeded("cart");
     assert_ne!(after.instance, first.instance);
     assert!(after.items().is_empty());
-    shopper.crash(Design::Stateful).await.reached();
+    shopper.crash(Design::Stateful).await.trapped();
 
     // The stream saw the whole story, in order.
     let mut seen = String::new();

@@ -10,7 +10,7 @@
 //! | `DELETE /cart/items/{n}` | removes line `n`, counted from 0 in the order of the `cart` array |
 //! | `DELETE /cart` | forgets the session: deletes it from the store and expires the cookie |
 //! | `GET /health` | checks the store for real; 503 `store_unavailable` if it fails |
-//! | `POST /crash` | answers, then the adapter makes the instance trap (if `crash_enabled`) |
+//! | `POST /crash` | the adapter makes the instance trap instead of answering (if `crash_enabled`): the runtime's 500 is the answer |
 //!
 //! `POST /cart/add` and `DELETE /cart/items/{n}` honour an `Idempotency-Key` header: a repeat
 //! with the same key answers the cart as it stands, marked `Idempotent-Replayed: true`, without

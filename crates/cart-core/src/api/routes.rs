@@ -11,7 +11,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::idempotency;
 use crate::store::SessionStore;
 
-/// The message `POST /crash` answers with (the seed's).
+/// What an instance says as `POST /crash` brings it down (the seed's words).
 pub const CRASH_MESSAGE: &str = "Server is going down!";
 
 pub(super) async fn get_cart<S: SessionStore>(

@@ -47,8 +47,8 @@ impl Response {
     }
 }
 
-/// A response, and whether the adapter must make the instance trap after (or instead of)
-/// sending it.
+/// A response, and whether the adapter must make the instance trap instead of sending it
+/// (then the response is what the instance says as it goes down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handled {
     pub response: Response,

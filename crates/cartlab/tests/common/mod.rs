@@ -99,6 +99,12 @@ impl Lab {
         }
     }
 
+    /// The host's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the host with SIGTERM and returns its exit status success.
     pub fn stop(mut self) -> bool {
         self.terminate()
@@ -167,6 +173,8 @@ pub fn start_up_error(args: &[&str], dir: &Path) -> String {
 pub trait Expect {
     fn reached(self) -> Answer;
     fn succeeded(self, what: &str) -> Answer;
+    /// `POST /crash`: the instance trapped instead of answering, and the host said so.
+    fn trapped(self) -> Answer;
 }
 
 impl Expect for reqwest::Result<Answer> {
@@ -177,6 +185,17 @@ impl Expect for reqwest::Result<Answer> {
     fn succeeded(self, what: &str) -> Answer {
         let answer = self.reached();
         assert_eq!(answer.status, 200, "{what}: {}", answer.body);
+        answer
+    }
+
+    fn trapped(self) -> Answer {
+        let answer = self.reached();
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (500, Some("component_trapped")),
+            "crash: {}",
+            answer.body
+        );
         answer
     }
 }
