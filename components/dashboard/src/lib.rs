@@ -8,7 +8,7 @@ use spin_sdk::http::{FullBody, Request};
 type Body = FullBody<&'static [u8]>;
 
 /// Every file the dashboard serves: path, content type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 3] = [
+const ASSETS: [(&str, &str, &[u8]); 6] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -18,6 +18,21 @@ const ASSETS: [(&str, &str, &[u8]); 3] = [
         "/app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/app.js"),
+    ),
+    (
+        "/timeline.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/timeline.js"),
+    ),
+    (
+        "/lab.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/lab.js"),
+    ),
+    (
+        "/page.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/page.js"),
     ),
     (
         "/app.css",
@@ -64,7 +79,7 @@ fn respond(method: &Method, path: &str) -> Response<Body> {
     } else {
         json(
             StatusCode::NOT_FOUND,
-            br#"{"error":{"code":"not_found","message":"no such page: the dashboard serves /, /app.js and /app.css"}}"#,
+            br#"{"error":{"code":"not_found","message":"no such page: the dashboard serves /, /app.js, /lab.js, /timeline.js, /page.js and /app.css"}}"#,
         )
     };
     if method == Method::HEAD {

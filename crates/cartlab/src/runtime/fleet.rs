@@ -10,10 +10,9 @@
 
 use crate::runtime::lab::ServedBy;
 use crate::runtime::pool::{ComponentPool, PoolContext, ReusePolicy};
+use crate::runtime::session_cookies;
 use crate::runtime::slot::{SlotState, SlotUnavailable};
-use cookie::Cookie;
 use http::HeaderMap;
-use http::header::{COOKIE, SET_COOKIE};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -165,7 +164,8 @@ impl Balancer {
             Routing::RoundRobin => self.round_robin(&live),
             Routing::LeastLoaded => self.least_loaded(&live),
             Routing::Sticky => {
-                let pinned = session_cookies(headers)
+                let pinned = session_cookies::sent(headers)
+                    .map(|cookie| session_cookies::pair(&cookie))
                     .find_map(|key| Some((key.clone(), self.affinity().get(&key)?)));
                 match pinned {
                     Some((_, slot)) if live.contains(&slot) => slot,
@@ -196,20 +196,12 @@ impl Balancer {
         if self.routing != Routing::Sticky {
             return;
         }
-        for value in response_headers.get_all(SET_COOKIE) {
-            let Some(cookie) = value
-                .to_str()
-                .ok()
-                .and_then(|text| Cookie::parse(text).ok())
-            else {
-                continue;
-            };
-            let key = format!("{}={}", cookie.name(), cookie.value());
+        for cookie in session_cookies::set(response_headers) {
             // An expired cookie ends the session: forget it.
-            if cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty() {
-                self.affinity().remove(&key);
+            if cookie.ends {
+                self.affinity().remove(&cookie.pair);
             } else {
-                self.pin(key, slot);
+                self.pin(cookie.pair, slot);
             }
         }
     }
@@ -349,28 +341,12 @@ impl fmt::Display for NoLiveInstance {
 
 impl std::error::Error for NoLiveInstance {}
 
-/// `name=value` for every cookie in the request's Cookie headers.
-fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .map(|cookie| format!("{}={}", cookie.name(), cookie.value()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::lab::Lab;
-    use http::HeaderValue;
-
-    fn headers(name: http::HeaderName, value: &str) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        map.insert(name, HeaderValue::from_str(value).unwrap());
-        map
-    }
+    use crate::runtime::session_cookies::headers;
+    use http::header::{COOKIE, SET_COOKIE};
 
     fn balancer(routing: Routing, slots: usize) -> Balancer {
         let slots = (0..slots)

@@ -11,6 +11,7 @@ pub mod kv;
 pub mod lab;
 pub mod outbound;
 pub mod pool;
+pub mod session_cookies;
 pub mod slot;
 pub mod spin_host;
 pub mod spin_redis;

@@ -8,10 +8,8 @@
 //! while requests of sessions it already has go on as before. A session counts as started
 //! when a component answers with a live session cookie the request did not carry.
 
-use cart_core::contract::COOKIE_PREFIX;
-use cookie::Cookie;
+use crate::runtime::session_cookies;
 use http::HeaderMap;
-use http::header::{COOKIE, SET_COOKIE};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -101,38 +99,18 @@ impl NewSessions {
 }
 
 fn has_session_cookie(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .any(|cookie| cookie.name().starts_with(COOKIE_PREFIX) && !cookie.value().is_empty())
+    session_cookies::sent(headers).any(|cookie| session_cookies::is_ours(&cookie))
 }
 
 fn starts_a_session(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|text| Cookie::parse(text).ok())
-        .any(|cookie| {
-            cookie.name().starts_with(COOKIE_PREFIX)
-                && !cookie.value().is_empty()
-                && !cookie.max_age().is_some_and(|age| age.is_zero())
-        })
+    session_cookies::set(headers).any(|cookie| cookie.ours && !cookie.ends)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(name: http::HeaderName, value: &str) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        map.insert(name, HeaderValue::from_str(value).unwrap());
-        map
-    }
+    use crate::runtime::session_cookies::headers;
+    use http::header::{COOKIE, SET_COOKIE};
 
     #[test]
     fn an_address_starts_its_share_then_only_its_sessions_go_on() {
