@@ -38,18 +38,44 @@ fn port_of(lab: &Lab) -> u16 {
 /// does not take the flood, to tell a host that stopped accepting from one that never saw it.
 fn accept_queue(port: u16) -> String {
     let local = format!("0100007F:{port:04X}");
-    let waiting = std::fs::read_to_string("/proc/net/tcp")
+    let listener = std::fs::read_to_string("/proc/net/tcp")
         .ok()
         .and_then(|table| {
             table
                 .lines()
-                .map(|line| line.split_whitespace().collect::<Vec<_>>())
-                .find(|fields| {
-                    fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+                .map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
                 })
-                .and_then(|fields| fields.get(4).map(|queues| queues.to_string()))
+                .find(|fields| {
+                    fields.get(1) == Some(&local) && fields.get(3).map(String::as_str) == Some("0A")
+                })
         })
+        .unwrap_or_default();
+    let waiting = listener
+        .get(4)
         .and_then(|queues| usize::from_str_radix(queues.split(':').nth(1)?, 16).ok());
+    // Every process holding the listening socket (a fork of the host would show here too).
+    let holders = listener.get(9).map(|inode| {
+        let wanted = format!("socket:[{inode}]");
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .any(|fd| {
+                        std::fs::read_link(fd.path())
+                            .is_ok_and(|target| target.to_str() == Some(wanted.as_str()))
+                    })
+            })
+            .collect::<Vec<_>>()
+    });
     let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
     let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
     let overflows = match (lines.next(), lines.next()) {
@@ -60,7 +86,9 @@ fn accept_queue(port: u16) -> String {
             .map(|(_, value)| value.to_string()),
         _ => None,
     };
-    format!("accept queue {waiting:?}, listen overflows {overflows:?}")
+    format!(
+        "accept queue {waiting:?}, listen overflows {overflows:?}, listener held by {holders:?}"
+    )
 }
 
 /// Each of the host's threads: its name and state (R running, S sleeping, D in the kernel).

@@ -21,6 +21,7 @@ use cartlab::commands::AppArgs;
 use cartlab::commands::up::UpArgs;
 use cartlab::commands::up::load::LocalHost;
 use libfuzzer_sys::fuzz_target;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -178,13 +179,18 @@ fn harness() -> &'static Harness {
         options.limits.keep_alive_timeout = Duration::from_secs(1);
         options.limits.request_body_timeout = Duration::from_secs(2);
         options.request_timeout = Duration::from_secs(5);
+        report_recent_on_panic();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime");
         let host = runtime
-            .block_on(LocalHost::start(&options, false))
+            // CARTLAB_FUZZ_GUEST_OUTPUT=1: the components' stderr (a trap's panic message) too.
+            .block_on(LocalHost::start(
+                &options,
+                std::env::var_os("CARTLAB_FUZZ_GUEST_OUTPUT").is_some(),
+            ))
             .expect("the lab host starts (are the components built?)");
         Harness {
             address: host.address,
@@ -247,7 +253,11 @@ fn build(input: &Input, harness: &Harness) -> Built {
             price,
             quantity,
         } => {
-            let mut text = format!("{{\"item\":{},\"price\":{}", json_string(item), clean(price));
+            let mut text = format!(
+                "{{\"item\":{},\"price\":{}",
+                json_string(item),
+                clean(price)
+            );
             if let Some(quantity) = quantity {
                 text.push_str(&format!(",\"quantity\":{}", clean(quantity)));
             }
@@ -511,9 +521,47 @@ fn check(built: &Built, answer: &[u8], harness: &Harness) {
     }
 }
 
+/// The last requests before this one and the start of their answers: the host keeps state
+/// between inputs (instances, sessions), so a failure may be the doing of an earlier request.
+static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+const RECENT_KEPT: usize = 8;
+
+fn remember(built: &Built, answer: &[u8]) {
+    let shown = |bytes: &[u8], limit: usize| {
+        String::from_utf8_lossy(&bytes[..bytes.len().min(limit)])
+            .escape_debug()
+            .to_string()
+    };
+    let line = format!("{} -> {}", shown(&built.bytes, 160), shown(answer, 60));
+    if let Ok(mut recent) = RECENT.lock() {
+        if recent.len() == RECENT_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(line);
+    }
+}
+
+/// Prints [`RECENT`] before a failure's own message.
+fn report_recent_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(recent) = RECENT.try_lock() {
+            eprintln!(
+                "the {} requests before this one, oldest first:",
+                recent.len()
+            );
+            for line in recent.iter() {
+                eprintln!("  {line}");
+            }
+        }
+        default(info);
+    }));
+}
+
 fuzz_target!(|input: Input| {
     let harness = harness();
     let built = build(&input, harness);
     let answer = exchange(harness.address, &built.bytes, built.well_formed);
     check(&built, &answer, harness);
+    remember(&built, &answer);
 });
