@@ -70,6 +70,45 @@ async fn seed_journey_stateful_cart_is_lost_and_stateless_cart_survives_a_crash(
     assert!(lab.stop(), "cartlab exits cleanly on SIGTERM");
 }
 
+/// What host_request fuzzing found, twice: a request right after a crash must not meet the
+/// dying instance, whether the crash's client waited for the answer or shut down its side at
+/// once (it then still gets the answer).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_after_a_crash_meets_a_new_instance() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = Lab::start(&["--state-dir", dir.path().to_str().expect("utf-8 path")]);
+    let address = lab.url.trim_start_matches("http://").to_string();
+    let shopper = lab.shopper();
+    for half_close in [false, true] {
+        for _ in 0..50 {
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect");
+            let crash = format!(
+                "POST /stateful/crash HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(crash.as_bytes()).await.expect("send");
+            if half_close {
+                stream.shutdown().await.expect("shut down the sending side");
+            }
+            let mut answer = String::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+                .await
+                .expect("the crash is answered in time")
+                .expect("read the answer");
+            assert!(
+                answer.starts_with("HTTP/1.1 500") && answer.contains("component_trapped"),
+                "half-closed: {half_close}: {answer}"
+            );
+            let next = shopper.health(Design::Stateful).await.reached();
+            assert_eq!(next.status, 200, "half-closed: {half_close}: {}", next.body);
+            assert_eq!(next.requests, 1, "a fresh instance serves next");
+        }
+    }
+    assert!(lab.stop());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reuse_count_one_gives_every_request_a_fresh_instance() {
     let redis = RedisServer::start();

@@ -132,6 +132,11 @@ fn spawn_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(front.limits.header_read_timeout)
+        // A client that shuts down its sending side after its request (`nc -N`, some
+        // HTTP/1.0 clients) still gets the answer. Without it hyper drops the request the
+        // moment the client's side ends, while the instance goes on with it: a crash the
+        // client never hears of, still taking down what else is in flight there.
+        .half_close(true)
         .serve_connection(TokioIo::new(io), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
