@@ -170,6 +170,13 @@ struct Held {
     answer: String,
 }
 
+/// The client's count of hostile connections: opened so far, and open now.
+#[derive(Default)]
+struct Tally {
+    opened: AtomicUsize,
+    open: AtomicUsize,
+}
+
 /// Connects and sends `opening`, then (with a `drip`) one byte of it a second, until the
 /// server closes the connection or `give_up` passes.
 async fn hold(
@@ -177,7 +184,7 @@ async fn hold(
     opening: String,
     drip: Option<u8>,
     connecting: Arc<Semaphore>,
-    connected: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
     give_up: Duration,
 ) -> Held {
     let permit = connecting.acquire_owned().await.expect("semaphore");
@@ -189,7 +196,8 @@ async fn hold(
         .await
         .expect("send the opening");
     drop(permit);
-    connected.fetch_add(1, Ordering::SeqCst);
+    tally.opened.fetch_add(1, Ordering::SeqCst);
+    tally.open.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
     let mut answer = Vec::new();
     let mut buffer = [0u8; 256];
@@ -213,6 +221,7 @@ async fn hold(
             }
         }
     };
+    tally.open.fetch_sub(1, Ordering::SeqCst);
     Held {
         closed_by_server,
         open_for: started.elapsed(),
@@ -245,17 +254,21 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (bodies, heads) = hostile_counts();
     let dir = tempfile::tempdir().expect("tempdir");
-    let header_read = Duration::from_secs(8);
-    let body_timeout = Duration::from_secs(8);
+    // Opening the flood is bounded by how fast the host accepts (5-10 s on 2 cores; the
+    // kernel's queue overflows meanwhile), so the timeouts outlast the time it may take to
+    // open: otherwise the first connections are rightly closed before the last are open.
+    let opening_bound = Duration::from_secs(20);
+    let header_read = Duration::from_secs(25);
+    let body_timeout = Duration::from_secs(25);
     let lab = Lab::start(&[
         "--state-dir",
         dir.path().to_str().expect("utf-8 path"),
         "--header-read-timeout",
-        "8s",
+        "25s",
         "--keep-alive-timeout",
         "2s",
         "--request-body-timeout",
-        "8s",
+        "25s",
     ]);
     let port = port_of(&lab);
     let pid = lab.pid();
@@ -269,7 +282,7 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
     let baseline = open_descriptors(pid);
 
     let connecting = Arc::new(Semaphore::new(200));
-    let connected = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Tally::default());
     let give_up = header_read.max(body_timeout) + Duration::from_secs(10);
     let host = format!("127.0.0.1:{port}");
     let mut tricklers = Vec::new();
@@ -282,7 +295,7 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
             opening,
             Some(b' '),
             connecting.clone(),
-            connected.clone(),
+            tally.clone(),
             give_up,
         )));
     }
@@ -294,34 +307,37 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
             opening,
             Some(b'a'),
             connecting.clone(),
-            connected.clone(),
+            tally.clone(),
             give_up,
         )));
     }
     let all = bodies + heads;
     let flood_began = Instant::now();
-    let deadline = flood_began + Duration::from_secs(30);
-    while connected.load(Ordering::SeqCst) < all {
+    let deadline = flood_began + opening_bound;
+    while tally.opened.load(Ordering::SeqCst) < all {
         assert!(
             Instant::now() < deadline,
-            "only {} of {all} hostile connections opened in 30 s",
-            connected.load(Ordering::SeqCst)
+            "only {} of {all} hostile connections opened in {opening_bound:?}",
+            tally.opened.load(Ordering::SeqCst)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let opened_in = flood_began.elapsed();
-    // The flood is held open, not refused (the host may take a moment to accept it all) ...
-    let held = baseline + all * 9 / 10;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The flood is held open by the host, not refused: nearly every hostile connection is
+    // still open, and (a moment for the host to take what the kernel still queues) the host
+    // holds a descriptor for each ...
+    let held = all * 9 / 10;
+    let deadline = Instant::now() + Duration::from_secs(5);
     let mut during = open_descriptors(pid);
-    while during < held && Instant::now() < deadline {
+    while during < baseline + held && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         during = open_descriptors(pid);
     }
+    let open = tally.open.load(Ordering::SeqCst);
     assert!(
-        during >= held,
-        "the host holds {during} descriptors (baseline {baseline}) with {all} hostile connections open (opened in {opened_in:?}); {}; threads {}",
+        open >= held && during >= baseline + held,
+        "{open} of {all} hostile connections still open (opened in {opened_in:?}); the host holds {during} descriptors (baseline {baseline}); {}; threads {}",
         accept_queue(port),
         host_threads(pid)
     );
@@ -332,10 +348,10 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
     }
     let health = shopper.health(Design::Stateful).await.succeeded("health");
     assert!(health.elapsed < HONEST_BOUND, "{:?}", health.elapsed);
-    let still = open_descriptors(pid);
+    let still = tally.open.load(Ordering::SeqCst);
     assert!(
         still >= held,
-        "the honest journey must run while the flood is held: {still} descriptors after it"
+        "the honest journey must run while the flood is held: {still} of {all} still open after it"
     );
 
     // The host closes every hostile connection within its timeouts.
@@ -357,8 +373,10 @@ async fn slow_clients_held_open_by_the_thousand_do_not_hold_up_honest_shoppers()
                 "a {kind} was still open after {:?}",
                 held.open_for
             );
+            // Held by the host until its timeout: neither dropped early nor left waiting
+            // in the kernel's queue (its timer starts when the host takes it).
             assert!(
-                held.open_for <= timeout + slack,
+                held.open_for + slack >= timeout && held.open_for <= timeout + slack,
                 "a {kind} stayed open {:?}",
                 held.open_for
             );
@@ -552,7 +570,7 @@ async fn idle_connections_close_after_the_keep_alive_timeout_and_slow_heads_afte
     ]);
     let port = port_of(&lab);
     let connecting = Arc::new(Semaphore::new(4));
-    let connected = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Tally::default());
     let give_up = Duration::from_secs(10);
     // Idle after one whole request: closed after the keep-alive timeout.
     let idle = tokio::spawn(hold(
@@ -560,7 +578,7 @@ async fn idle_connections_close_after_the_keep_alive_timeout_and_slow_heads_afte
         format!("GET /stateful/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
         None,
         connecting.clone(),
-        connected.clone(),
+        tally.clone(),
         give_up,
     ));
     // A connection that never sends anything is idle too.
@@ -579,7 +597,7 @@ async fn idle_connections_close_after_the_keep_alive_timeout_and_slow_heads_afte
         format!("GET /stateful/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: "),
         Some(b'a'),
         connecting,
-        connected,
+        tally,
         give_up,
     ));
     let idle = idle.await.expect("idle");
