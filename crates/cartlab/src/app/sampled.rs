@@ -50,11 +50,21 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-fn split_range(text: &str) -> (&str, Option<&str>) {
-    match text.split_once("..") {
+/// `A` or `A..B`, each end read by `parse`; an empty range (`B < A`) is an error.
+fn parse_range<T: Copy + PartialOrd>(
+    text: &str,
+    parse: impl Fn(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<Sampled<T>> {
+    let (low, high) = match text.split_once("..") {
         Some((low, high)) => (low.trim(), Some(high.trim())),
         None => (text.trim(), None),
+    };
+    let low = parse(low)?;
+    let high = high.map(&parse).transpose()?.unwrap_or(low);
+    if high < low {
+        bail!("range `{text}` is empty: write it low..high");
     }
+    Ok(Sampled { low, high })
 }
 
 impl FromStr for Sampled<u64> {
@@ -70,13 +80,7 @@ impl FromStr for Sampled<u64> {
             }
             Ok(value)
         };
-        let (low, high) = split_range(text);
-        let low = parse(low)?;
-        let high = high.map(parse).transpose()?.unwrap_or(low);
-        if high < low {
-            bail!("range `{text}` is empty: write it low..high");
-        }
-        Ok(Self { low, high })
+        parse_range(text, parse)
     }
 }
 
@@ -84,13 +88,7 @@ impl FromStr for Sampled<Duration> {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> anyhow::Result<Self> {
-        let (low, high) = split_range(text);
-        let low = parse_duration(low)?;
-        let high = high.map(parse_duration).transpose()?.unwrap_or(low);
-        if high < low {
-            bail!("range `{text}` is empty: write it low..high");
-        }
-        Ok(Self { low, high })
+        parse_range(text, parse_duration)
     }
 }
 
