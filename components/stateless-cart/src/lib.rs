@@ -13,16 +13,19 @@
 //!   store itself and swept a few at a time (`cart_core::expiry`).
 //! - `redis`: Redis at `redis_url` through `spin:redis` (needs the address in
 //!   `allowed_outbound_hosts`; the secret variable `redis_password`, if set, goes into the
-//!   address opened, never into the allowed hosts), the fast path: reads are one `GET`;
-//!   writes are one `EVAL` of [`CAS_SCRIPT`], which compares the stored value with the one read (or its absence) and
-//!   `SET`s the new record with `PX <remaining lifetime in ms>` atomically: one round trip,
-//!   an answer that can be trusted, a real Redis TTL equal to the cookie's `Max-Age`.
+//!   address opened, never into the allowed hosts), the fast path: reads are one `GET`; a
+//!   new session is one `SET ... PX <lifetime in ms>`; other writes are one `EVAL` of
+//!   [`CAS_SCRIPT`], which compares the stored value with the one read and `SET`s the new
+//!   record with `PX <remaining lifetime in ms>` atomically: one round trip, an answer that
+//!   can be trusted, a real Redis TTL equal to the cookie's `Max-Age`. The connection is
+//!   opened once per instance, not per request.
 
 use cart_core::{KeyValue, KvSessionStore, Settings, StoreError, StoreMode};
-use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wasi_kv};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 #[spin_sdk::http_service]
@@ -76,7 +79,7 @@ impl KeyValue for Backend {
                 Ok((value, Token::Wasi(cas)))
             }
             Backend::Redis(kv) => {
-                let value = kv.conn().await?.get(key).await.map_err(redis_error)?;
+                let value = kv.conn().await?.get(key).await.map_err(|e| kv.failed(e))?;
                 Ok((value.clone(), Token::Redis(value)))
             }
         }
@@ -131,7 +134,7 @@ impl KeyValue for Backend {
                         ],
                     )
                     .await
-                    .map_err(redis_error)?;
+                    .map_err(|e| kv.failed(e))?;
                 match result.as_slice() {
                     [RedisResult::Int64(1)] => Ok(true),
                     [RedisResult::Int64(0)] => Ok(false),
@@ -152,7 +155,7 @@ impl KeyValue for Backend {
                 .del([key])
                 .await
                 .map(|_| ())
-                .map_err(redis_error),
+                .map_err(|e| kv.failed(e)),
         }
     }
 
@@ -165,7 +168,7 @@ impl KeyValue for Backend {
                     .await?
                     .execute("EXISTS", [RedisParameter::Binary(key.as_bytes().to_vec())])
                     .await
-                    .map_err(redis_error)?;
+                    .map_err(|e| kv.failed(e))?;
                 Ok(matches!(result.as_slice(), [RedisResult::Int64(n)] if *n > 0))
             }
         }
@@ -182,14 +185,67 @@ impl KeyValue for Backend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Backend::Wasi(kv) => kv.bucket()?.get(key).map_err(wasi_error),
-            Backend::Redis(kv) => kv.conn().await?.get(key).await.map_err(redis_error),
+            Backend::Redis(kv) => kv.conn().await?.get(key).await.map_err(|e| kv.failed(e)),
         }
     }
 
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), StoreError> {
+        match (self, ttl_ms) {
+            (Backend::Wasi(kv), _) => kv.bucket()?.set(key, value).map_err(wasi_error),
+            (Backend::Redis(kv), None) => kv
+                .conn()
+                .await?
+                .set(key, value)
+                .await
+                .map_err(|e| kv.failed(e)),
+            (Backend::Redis(kv), Some(ttl_ms)) => {
+                let result = kv
+                    .conn()
+                    .await?
+                    .execute(
+                        "SET",
+                        [
+                            RedisParameter::Binary(key.as_bytes().to_vec()),
+                            RedisParameter::Binary(value.to_vec()),
+                            RedisParameter::Binary(b"PX".to_vec()),
+                            RedisParameter::Int64(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| kv.failed(e))?;
+                match result.as_slice() {
+                    [RedisResult::Status(_)] => Ok(()),
+                    _ => Err(StoreError("unexpected reply to SET".into())),
+                }
+            }
+        }
+    }
+
+    /// `wasi:keyvalue/batch`'s `set-many`: `MSET` on Spin's Redis backend, one transaction on
+    /// its SQLite one. (The draft lets a failure leave some keys written: the expiry queue's
+    /// slot comes first, and a slot whose session is missing is simply dropped by a sweep.)
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let owned = || {
+            entries
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.to_vec()))
+                .collect::<Vec<_>>()
+        };
         match self {
-            Backend::Wasi(kv) => kv.bucket()?.set(key, value).map_err(wasi_error),
-            Backend::Redis(kv) => kv.conn().await?.set(key, value).await.map_err(redis_error),
+            Backend::Wasi(kv) => batch::set_many(kv.bucket()?, &owned()).map_err(wasi_error),
+            Backend::Redis(kv) => {
+                let mut arguments = Vec::with_capacity(entries.len() * 2);
+                for (key, value) in owned() {
+                    arguments.push(RedisParameter::Binary(key.into_bytes()));
+                    arguments.push(RedisParameter::Binary(value));
+                }
+                kv.conn()
+                    .await?
+                    .execute("MSET", arguments)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| kv.failed(e))
+            }
         }
     }
 
@@ -208,7 +264,7 @@ impl KeyValue for Backend {
                         ],
                     )
                     .await
-                    .map_err(redis_error)?;
+                    .map_err(|e| kv.failed(e))?;
                 match result.as_slice() {
                     [RedisResult::Int64(n)] => Ok(*n),
                     _ => Err(StoreError("unexpected reply to INCRBY".into())),
@@ -222,11 +278,18 @@ impl KeyValue for Backend {
     }
 }
 
-/// `wasi:keyvalue` store `default`, opened on first use within a request. (These calls are
-/// synchronous.)
+/// `wasi:keyvalue` store `default`, opened once per instance: the handle stays valid for the
+/// instance's life, so later requests skip the `open`. (These calls are synchronous.)
 #[derive(Default)]
 struct WasiKv {
-    bucket: OnceCell<wasi_kv::Bucket>,
+    bucket: OnceCell<Rc<wasi_kv::Bucket>>,
+}
+
+thread_local! {
+    /// This instance's open bucket (a wasm instance has one thread).
+    static BUCKET: RefCell<Option<Rc<wasi_kv::Bucket>>> = const { RefCell::new(None) };
+    /// This instance's Redis connection and the address it went to.
+    static CONNECTION: RefCell<Option<(String, Rc<Connection>)>> = const { RefCell::new(None) };
 }
 
 impl WasiKv {
@@ -234,8 +297,15 @@ impl WasiKv {
         if let Some(bucket) = self.bucket.get() {
             return Ok(bucket);
         }
-        let opened = wasi_kv::open("default").map_err(wasi_error)?;
-        Ok(self.bucket.get_or_init(|| opened))
+        let bucket = match BUCKET.with_borrow(Clone::clone) {
+            Some(bucket) => bucket,
+            None => {
+                let opened = Rc::new(wasi_kv::open("default").map_err(wasi_error)?);
+                BUCKET.set(Some(opened.clone()));
+                opened
+            }
+        };
+        Ok(self.bucket.get_or_init(|| bucket))
     }
 
     /// A CAS handle on `key` and the value it saw. (`current` must be called: Spin's SQLite
@@ -251,14 +321,16 @@ fn wasi_error(e: wasi_kv::Error) -> StoreError {
     StoreError(format!("key-value: {e:?}"))
 }
 
-/// Redis through `spin:redis`, connected on first use within a request (on real Spin each
-/// `open` is its own TCP connection; reconnecting per request also means service resumes by
-/// itself once Redis is back).
+/// Redis through `spin:redis`, connected once per instance and kept while it works: on real
+/// Spin each `open` is a new TCP connection, which per request cost more than the command.
+/// (`spin:redis` connections are multiplexed, so the instance's concurrent requests share
+/// it.) A command that fails forgets it, so the next request connects afresh and service
+/// resumes by itself once Redis is back.
 struct RedisKv {
     /// What `open` takes: `redis_url` with the password in it, if one is set. Never logged.
     address: String,
     password: String,
-    conn: OnceCell<Connection>,
+    conn: OnceCell<Rc<Connection>>,
 }
 
 impl RedisKv {
@@ -274,18 +346,36 @@ impl RedisKv {
         if let Some(conn) = self.conn.get() {
             return Ok(conn);
         }
-        let opened = Connection::open(&self.address).await.map_err(|e| {
-            // The host may quote the address it was given: the error must not carry the secret.
-            let StoreError(text) = redis_error(e);
-            let text = if self.password.is_empty() {
-                text
-            } else {
-                text.replace(&self.address, "(the redis_url address)")
-                    .replace(&self.password, "***")
-            };
-            StoreError(text)
-        })?;
-        Ok(self.conn.get_or_init(|| opened))
+        let kept = CONNECTION.with_borrow(|kept| match kept {
+            Some((address, conn)) if *address == self.address => Some(conn.clone()),
+            _ => None,
+        });
+        let conn = match kept {
+            Some(conn) => conn,
+            None => {
+                let opened = Rc::new(Connection::open(&self.address).await.map_err(|e| {
+                    // The host may quote the address it was given: the error must not carry
+                    // the secret.
+                    let StoreError(text) = redis_error(e);
+                    let text = if self.password.is_empty() {
+                        text
+                    } else {
+                        text.replace(&self.address, "(the redis_url address)")
+                            .replace(&self.password, "***")
+                    };
+                    StoreError(text)
+                })?);
+                CONNECTION.set(Some((self.address.clone(), opened.clone())));
+                opened
+            }
+        };
+        Ok(self.conn.get_or_init(|| conn))
+    }
+
+    /// A command failed: the connection may be broken, so the next request opens another.
+    fn failed(&self, e: spin_sdk::redis::Error) -> StoreError {
+        CONNECTION.set(None);
+        redis_error(e)
     }
 }
 

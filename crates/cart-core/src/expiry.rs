@@ -46,14 +46,38 @@ pub struct Entry {
 
 /// Queues `key` (a session key) to be looked at once `due` has passed.
 pub async fn enqueue<K: KeyValue>(kv: &K, key: &str, due: u64) -> Result<(), StoreError> {
+    let (slot, entry) = next_slot(kv, key, due).await?;
+    kv.set(&slot, &entry, None).await
+}
+
+/// Writes a new session's `record` under `key` and queues it at `due`, in two round trips:
+/// the slot number, then both writes in one batch, so the session never exists unqueued.
+pub async fn create<K: KeyValue>(
+    kv: &K,
+    key: &str,
+    record: &[u8],
+    due: u64,
+) -> Result<(), StoreError> {
+    let (slot, entry) = next_slot(kv, key, due).await?;
+    kv.set_many(&[(&slot, &entry), (key, record)]).await
+}
+
+/// A new slot's key and the entry it is to hold.
+async fn next_slot<K: KeyValue>(
+    kv: &K,
+    key: &str,
+    due: u64,
+) -> Result<(String, Vec<u8>), StoreError> {
     let slot = kv.increment(QUEUE_LAST, 1).await?;
     let entry = Entry {
         key: key.to_owned(),
         due,
     };
     // A string and an integer: serialising cannot fail.
-    let json = serde_json::to_vec(&entry).unwrap_or_default();
-    kv.set(&slot_key(slot), &json).await
+    Ok((
+        slot_key(slot),
+        serde_json::to_vec(&entry).unwrap_or_default(),
+    ))
 }
 
 /// Handles up to `batch` due slots; returns how many sessions it removed.
@@ -78,7 +102,9 @@ pub async fn sweep<K: KeyValue>(
     let walked = walk(kv, now, lifetime, batch, last, &mut cursor).await;
     // Saved even after an error, so the slots already deleted are not walked again.
     if cursor != start {
-        let saved = kv.set(QUEUE_CURSOR, cursor.to_string().as_bytes()).await;
+        let saved = kv
+            .set(QUEUE_CURSOR, cursor.to_string().as_bytes(), None)
+            .await;
         if walked.is_ok() {
             saved?;
         }

@@ -48,6 +48,29 @@ impl<K: KeyValue> SessionStore for KvSessionStore<K> {
             .await
     }
 
+    async fn read(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let bytes = self.0.get(&session_key(id)).await?;
+        Ok(bytes.and_then(|b| SessionRecord::from_json(b).ok()))
+    }
+
+    /// One round trip where the store expires keys (a `SET` with the TTL), two where the
+    /// session must be queued for expiry ([`expiry::create`]).
+    async fn create(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl_secs: u64,
+        deadline: u64,
+    ) -> Result<(), StoreError> {
+        let key = session_key(id);
+        let json = record.to_json();
+        if self.0.expires_keys() {
+            let ttl_ms = ttl_secs.max(1).saturating_mul(1000);
+            return self.0.set(&key, json.as_bytes(), Some(ttl_ms)).await;
+        }
+        expiry::create(&self.0, &key, json.as_bytes(), deadline).await
+    }
+
     fn confirms_writes(&self) -> bool {
         self.0.confirms_swaps()
     }

@@ -3,7 +3,7 @@
 //! `crate::kv_sessions::KvSessionStore` keeps records in (`wasi:keyvalue` or Redis through
 //! `spin:redis` in the stateless component).
 
-use crate::session::{Lifetime, SessionId, SessionRecord};
+use crate::session::{Lifetime, SessionId, SessionRecord, lower_hex};
 
 mod memory;
 pub use memory::MemoryStore;
@@ -21,9 +21,10 @@ pub const HEALTH_KEY: &str = "cartlab:health";
 /// stored session as their own. (Records written under raw ids before this need no migration:
 /// sessions are short-lived, and such a record just expires unread.)
 pub fn session_key(id: &SessionId) -> String {
-    let digest = Sha256::digest(format!("cartlab session key\0{}", id.as_str()));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{SESSION_KEY_PREFIX}{hex}")
+    let mut hasher = Sha256::new();
+    hasher.update(b"cartlab session key\0");
+    hasher.update(id.as_str().as_bytes());
+    format!("{SESSION_KEY_PREFIX}{}", lower_hex(&hasher.finalize()))
 }
 
 /// The session store failed (unreachable, refused, ...). Answered as 503 `store_unavailable`.
@@ -66,6 +67,32 @@ pub trait SessionStore {
         expected: Option<Self::Version>,
         ttl_secs: u64,
     ) -> Result<bool, StoreError>;
+
+    /// The record of session `id` by a plain read, for a request that will not write it
+    /// (most `GET /cart`s): no version is made, which on Spin's Redis key-value backend would
+    /// cost a connection and a `WATCH`. Unreadable records count as absent, as in `load`.
+    async fn read(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.load(id).await?.map(|(record, _)| record))
+    }
+
+    /// Writes a new session under `id`, an id just generated (256 random bits nobody else
+    /// has seen, so nothing can race this write and no condition is needed), queued for
+    /// expiry with `deadline` where the store has no TTL. `Ok`: written, for certain (plain
+    /// writes are trusted on every backend; only compare-and-swap answers are not). The
+    /// default queues, then creates with [`SessionStore::save_if`].
+    async fn create(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl_secs: u64,
+        deadline: u64,
+    ) -> Result<(), StoreError> {
+        self.track_expiry(id, deadline).await?;
+        match self.save_if(id, record, None, ttl_secs).await? {
+            true => Ok(()),
+            false => Err(StoreError("a newly generated session id was taken".into())),
+        }
+    }
 
     /// Whether an `Ok(true)` from [`SessionStore::save_if`] is certain. False for a store
     /// whose compare-and-swap may report a write that did not happen (Spin 4.1's Redis
@@ -134,8 +161,18 @@ pub trait KeyValue {
     /// A plain read.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// A plain write (no TTL): the expiry queue's entries and cursor.
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// A plain write: the expiry queue's entries and cursor (`ttl_ms` `None`), a new session
+    /// (`Some`: how long it lives, for stores with native expiry; others ignore it).
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), StoreError>;
+
+    /// Plain writes of several keys in one round trip, all or none (`wasi:keyvalue/batch`'s
+    /// `set-many`, `MSET` on Spin's Redis backend): a new session and its expiry-queue entry.
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        for (key, value) in entries {
+            self.set(key, value, None).await?;
+        }
+        Ok(())
+    }
 
     /// Atomically adds `delta` to the counter at `key` (absent: 0) and returns the new value.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
@@ -224,7 +261,7 @@ impl KeyValue for MemoryKeyValue {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.value_now(key))
     }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8], _ttl_ms: Option<u64>) -> Result<(), StoreError> {
         self.put(key, value);
         Ok(())
     }

@@ -162,7 +162,11 @@ fn now_unix_secs() -> u64 {
 }
 
 fn to_http(response: cart_core::Response) -> http::Response<Full<Bytes>> {
+    // With its length declared, a host can send head and body in one write, not chunked.
+    let length = HeaderValue::from(response.body.len());
     let mut out = http::Response::new(Full::new(Bytes::from(response.body)));
+    out.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, length);
     *out.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in response.headers {

@@ -49,18 +49,6 @@ async fn load_live<S: SessionStore>(
     }
 }
 
-/// The client's live session, if it presented one. The cookie value is format-checked first
-/// (malformed values never reach the store); unknown ids are not adopted.
-async fn find_session<S: SessionStore>(
-    cx: &Context<'_, S>,
-    req: &Request<'_>,
-) -> Result<Found<S::Version>, StoreError> {
-    match presented_session_id(req.headers, &cx.settings.cookie_name) {
-        Some(id) => load_live(cx, id).await,
-        None => Ok(None),
-    }
-}
-
 fn no_randomness(e: getrandom::Error) -> ApiError {
     eprintln!("cartlab: no randomness for an id: {e}");
     ApiError::new(
@@ -107,78 +95,60 @@ impl Change {
 /// writes, then 409 `conflict` (503 if the last write failed): the last read showed the change
 /// not applied. A read that fails is 503 at once, and then the change may have been applied
 /// by a write before it: a client that must know retries with the same `Idempotency-Key`.
+///
+/// Two shortcuts keep the common requests at one or two store round trips: a touch reads
+/// with a plain read and writes nothing while the session was written recently
+/// ([`TOUCH_EVERY_IDLE_DIVISOR`]); an add without a live session creates one under a fresh
+/// id with plain writes ([`SessionStore::create`]), which nothing can race.
 pub(super) async fn update_session<S: SessionStore>(
     cx: &Context<'_, S>,
     req: &Request<'_>,
     change: Change,
     client_key: Option<String>,
 ) -> Result<Reply, ApiError> {
-    let lifetime = cx.settings.lifetime();
+    let Some(id) = presented_session_id(req.headers, &cx.settings.cookie_name) else {
+        return without_session(cx, &change, client_key).await;
+    };
+    if let Change::Touch = change {
+        match cx.store.read(&id).await? {
+            None => return Ok(cart_reply(cx, None, &Cart::new())),
+            Some(record) if !record.is_expired(cx.now, &cx.settings.lifetime()) => {
+                if let Some(reply) = settled(cx, &id, &record, None, true)? {
+                    return Ok(reply);
+                }
+            }
+            // Expired: the path below deletes it.
+            Some(_) => {}
+        }
+    }
     let op = change.operation(client_key.as_deref())?;
-    let mut found = find_session(cx, req).await?;
-    // The session this request wrote to last: a new one keeps its id across attempts (and is
-    // queued for expiry once).
-    let mut written: Option<SessionId> = None;
     let mut write_error: Option<StoreError> = None;
     for attempt in 0..MAX_ATTEMPTS {
-        if let Some(id) = written.clone() {
+        if attempt > 0 {
             cx.store.pause(backoff_ms(attempt)).await;
-            // What was read back before the pause is stale by now.
-            found = load_live(cx, id).await?;
         }
-        if let Some((id, record, _)) = &found
-            && let Some(reply) = settled(cx, id, record, op.as_ref(), attempt == 0)?
-        {
-            return Ok(if written.is_some() {
-                reply.wrote()
-            } else {
-                reply
-            });
-        }
-        let (id, mut record, expected) = match found.take() {
-            Some((id, record, version)) => (id, record, Some(version)),
-            None => match &change {
-                Change::Touch => return Ok(cart_reply(cx, None, &Cart::new())),
-                Change::Remove(index) => {
-                    return Err(CartError::NoSuchLine {
-                        index: *index,
-                        lines: 0,
-                    }
-                    .into());
-                }
-                Change::Add(..) => {
-                    let record = SessionRecord::new(cx.now);
-                    let id = match written.take() {
-                        Some(id) => id,
-                        None => {
-                            let id = SessionId::generate().map_err(no_randomness)?;
-                            // Queued before it is written: no session escapes expiry.
-                            cx.store
-                                .track_expiry(&id, record.deadline(&lifetime))
-                                .await?;
-                            id
-                        }
-                    };
-                    (id, record, None)
-                }
-            },
+        // The first read, or a fresh one after the pause (what was read back is stale).
+        let Some((id, mut record, expected)) = load_live(cx, id.clone()).await? else {
+            // Gone (never there, expired, or ended by a concurrent `DELETE /cart`).
+            return without_session(cx, &change, client_key).await;
         };
-        match &change {
-            Change::Touch => {}
-            Change::Add(item, price, quantity) => {
-                record.cart.add(item.clone(), *price, *quantity)?
-            }
-            Change::Remove(index) => {
-                record.cart.remove_line(*index)?;
-            }
+        if let Some(reply) = settled(cx, &id, &record, op.as_ref(), attempt == 0)? {
+            return Ok(if attempt > 0 { reply.wrote() } else { reply });
         }
+        apply(&change, &mut record)?;
         if let Some(op) = &op {
             record.remember(op.stamp.clone());
         }
         // Never move `touched` back (another instance's clock may be a little ahead).
         record.touched = record.touched.max(cx.now);
-        let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
-        match cx.store.save_if(&id, &record, expected, remaining).await {
+        let remaining = record
+            .remaining_secs(cx.now, &cx.settings.lifetime())
+            .max(1);
+        match cx
+            .store
+            .save_if(&id, &record, Some(expected), remaining)
+            .await
+        {
             Ok(true) if cx.store.confirms_writes() => {
                 return Ok(session_reply(cx, &id, &record, false).wrote());
             }
@@ -186,12 +156,11 @@ pub(super) async fn update_session<S: SessionStore>(
             Err(e) => write_error = Some(e),
         }
         // Whatever the store answered, what it holds says what happened.
-        if let Some((id, record, _)) = &load_live(cx, id.clone()).await?
+        if let Some((id, record, _)) = &load_live(cx, id).await?
             && let Some(reply) = settled(cx, id, record, op.as_ref(), false)?
         {
             return Ok(reply.wrote());
         }
-        written = Some(id);
     }
     Err(match write_error {
         Some(e) => e.into(),
@@ -202,6 +171,52 @@ pub(super) async fn update_session<S: SessionStore>(
             ),
         ),
     })
+}
+
+/// Applies `change` to the cart of `record`.
+fn apply(change: &Change, record: &mut SessionRecord) -> Result<(), CartError> {
+    match change {
+        Change::Touch => {}
+        Change::Add(item, price, quantity) => record.cart.add(item.clone(), *price, *quantity)?,
+        Change::Remove(index) => {
+            record.cart.remove_line(*index)?;
+        }
+    }
+    Ok(())
+}
+
+/// The answer when the client has no live session: an empty cart for a touch, no such line
+/// for a removal, and for an add a new session holding it.
+async fn without_session<S: SessionStore>(
+    cx: &Context<'_, S>,
+    change: &Change,
+    client_key: Option<String>,
+) -> Result<Reply, ApiError> {
+    {
+        match change {
+            Change::Touch => Ok(cart_reply(cx, None, &Cart::new())),
+            Change::Remove(index) => Err(CartError::NoSuchLine {
+                index: *index,
+                lines: 0,
+            }
+            .into()),
+            Change::Add(..) => {
+                let op = change.operation(client_key.as_deref())?;
+                let lifetime = cx.settings.lifetime();
+                let mut record = SessionRecord::new(cx.now);
+                apply(change, &mut record)?;
+                if let Some(op) = op {
+                    record.remember(op.stamp);
+                }
+                let id = SessionId::generate().map_err(no_randomness)?;
+                let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
+                cx.store
+                    .create(&id, &record, remaining, record.deadline(&lifetime))
+                    .await?;
+                Ok(session_reply(cx, &id, &record, false).wrote())
+            }
+        }
+    }
 }
 
 /// The answer if this request's change is in `record` already: for a touch, a session written
