@@ -5,6 +5,7 @@
 use crate::runtime::bindings::variables;
 use crate::runtime::kv::KvBackend;
 use crate::runtime::outbound::AllowedHosts;
+use crate::runtime::spin_redis::SharedRedis;
 use bytes::Bytes;
 use cart_core::contract::INSTANCE_ID_ENV;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -27,6 +28,8 @@ pub struct ComponentGrants {
     pub environment: Vec<(String, String)>,
     /// `allowed_outbound_hosts`, templates resolved; checked by `spin:redis` `open`.
     pub allowed_outbound_hosts: AllowedHosts,
+    /// The host's `spin:redis` connections, one set for all components.
+    pub shared_redis: Arc<SharedRedis>,
     /// Whether the component's stdout/stderr reach the host's (off for the
     /// demo and the experiment, whose output is a table).
     pub guest_output: bool,

@@ -1,12 +1,17 @@
 //! `spin:redis/redis@3.0.0`: outbound Redis, as Spin provides it. `open(address)` is
 //! allowed only for addresses matching the component's `allowed_outbound_hosts`
-//! (else `invalid-address`, as in Spin) and opens its own multiplexed connection. The
-//! address may carry credentials (`redis://:<password>@host:port`, percent-encoded): they are
-//! sent to Redis, play no part in the check, and never appear in logs or errors.
+//! (else `invalid-address`, as in Spin). The address may carry credentials
+//! (`redis://:<password>@host:port`, percent-encoded): they are sent to Redis, play no part in
+//! the check, and never appear in logs or errors.
 //! Unlike Spin, connecting and every command are bounded (the key-value backend's
-//! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang.
+//! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang; and
+//! a connection is not a new TCP connection per `open` but the host's shared one, until the
+//! guest sends a command that keeps state on it ([`connections`]).
 
-use redis::aio::MultiplexedConnection;
+mod connections;
+pub use connections::SharedRedis;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{Cmd, RedisError, Value};
 use wasmtime::component::{Accessor, Resource};
 
@@ -15,10 +20,15 @@ use crate::runtime::bindings::redis as wit;
 use crate::runtime::instance::InstanceState;
 use crate::runtime::kv::redis::{connection_config, within_deadline};
 use crate::runtime::spin_host::SpinHost;
+use connections::shares_connection;
 
 /// An open `spin:redis/redis.connection`.
 pub struct RedisConnection {
-    conn: MultiplexedConnection,
+    url: RedisUrl,
+    /// The host's connection to `url`, shared with other guests, while `private` is `None`.
+    shared: ConnectionManager,
+    /// This guest's own connection, from its first command that keeps connection state.
+    private: Option<MultiplexedConnection>,
 }
 
 type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
@@ -98,19 +108,58 @@ async fn connect(url: &RedisUrl) -> Result<MultiplexedConnection, wit::Error> {
         .map_err(other)
 }
 
-/// Runs `cmd` on the guest's connection within the deadline; `error` maps a failure.
+/// The connection a command goes out on.
+enum Route {
+    Shared(RedisUrl, ConnectionManager),
+    Private(MultiplexedConnection),
+}
+
+/// Runs `cmd` (named `command`) on the guest's connection within the deadline, first moving
+/// the guest to a private connection if the command keeps state on it; `error` maps a
+/// failure.
 async fn run<T, R: redis::FromRedisValue>(
     accessor: &Accessor<T, SpinHost>,
     connection: &Resource<RedisConnection>,
+    command: &str,
     cmd: &redis::Cmd,
     error: fn(RedisError) -> wit::Error,
 ) -> WitResult<R> {
-    let mut conn = accessor.with(|mut access| {
-        Ok::<_, wasmtime::Error>(access.get().table.get(connection)?.conn.clone())
+    let (route, url) = accessor.with(|mut access| {
+        let open = access.get().table.get(connection)?;
+        let route = match &open.private {
+            Some(private) => Some(Route::Private(private.clone())),
+            None if shares_connection(command) => {
+                Some(Route::Shared(open.url.clone(), open.shared.clone()))
+            }
+            None => None,
+        };
+        Ok::<_, wasmtime::Error>((route, open.url.clone()))
     })?;
-    Ok(within_deadline(cmd.query_async(&mut conn))
-        .await
-        .map_err(error))
+    let route = match route {
+        Some(route) => route,
+        None => {
+            let private = match connect(&url).await {
+                Ok(private) => private,
+                Err(e) => return Ok(Err(e)),
+            };
+            accessor.with(|mut access| {
+                access.get().table.get_mut(connection)?.private = Some(private.clone());
+                Ok::<_, wasmtime::Error>(())
+            })?;
+            Route::Private(private)
+        }
+    };
+    let result = match route {
+        Route::Private(mut conn) => within_deadline(cmd.query_async(&mut conn)).await,
+        Route::Shared(url, mut conn) => {
+            let result = within_deadline(cmd.query_async(&mut conn)).await;
+            if let Err(e) = &result {
+                accessor.with(|mut access| access.get().component.shared_redis.failed(&url, e));
+            }
+            result
+        }
+    };
+    Ok(result.map_err(error))
 }
 
 impl wit::Host for &mut InstanceState {}
@@ -149,15 +198,20 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
             );
             return Ok(Err(wit::Error::InvalidAddress));
         }
-        let conn = match connect(&url).await {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(e)),
+        let shared = accessor.with(|mut access| access.get().component.shared_redis.clone());
+        let shared = match within_deadline(shared.connection(&url)).await {
+            Ok(shared) => shared,
+            Err(e) => return Ok(Err(other(e))),
         };
         accessor.with(|mut access| {
             Ok(access
                 .get()
                 .table
-                .push(RedisConnection { conn })
+                .push(RedisConnection {
+                    url,
+                    shared,
+                    private: None,
+                })
                 .map_err(|_| wit::Error::TooManyConnections))
         })
     }
@@ -171,6 +225,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         let published: Result<i64, _> = run(
             accessor,
             &connection,
+            "PUBLISH",
             &Cmd::publish(channel, payload),
             other,
         )
@@ -183,7 +238,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Option<Vec<u8>>> {
-        run(accessor, &connection, &Cmd::get(key), other).await
+        run(accessor, &connection, "GET", &Cmd::get(key), other).await
     }
 
     async fn set(
@@ -192,7 +247,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         value: Vec<u8>,
     ) -> WitResult<()> {
-        run(accessor, &connection, &Cmd::set(key, value), other).await
+        run(accessor, &connection, "SET", &Cmd::set(key, value), other).await
     }
 
     async fn incr(
@@ -202,7 +257,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
     ) -> WitResult<i64> {
         // Plain INCR, as Spin sends it: a string that is not a number is Redis's own
         // error (`other`, as under Spin); another kind of value is a `type-error`.
-        run(accessor, &connection, &Cmd::incr(key, 1), typed).await
+        run(accessor, &connection, "INCR", &Cmd::incr(key, 1), typed).await
     }
 
     async fn del(
@@ -210,7 +265,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> WitResult<u32> {
-        run(accessor, &connection, &Cmd::del(keys), other).await
+        run(accessor, &connection, "DEL", &Cmd::del(keys), other).await
     }
 
     async fn sadd(
@@ -219,7 +274,14 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        run(accessor, &connection, &Cmd::sadd(key, values), typed).await
+        run(
+            accessor,
+            &connection,
+            "SADD",
+            &Cmd::sadd(key, values),
+            typed,
+        )
+        .await
     }
 
     async fn smembers(
@@ -227,7 +289,14 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> WitResult<Vec<String>> {
-        run(accessor, &connection, &Cmd::smembers(key), typed).await
+        run(
+            accessor,
+            &connection,
+            "SMEMBERS",
+            &Cmd::smembers(key),
+            typed,
+        )
+        .await
     }
 
     async fn srem(
@@ -236,7 +305,14 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         key: String,
         values: Vec<String>,
     ) -> WitResult<u32> {
-        run(accessor, &connection, &Cmd::srem(key, values), typed).await
+        run(
+            accessor,
+            &connection,
+            "SREM",
+            &Cmd::srem(key, values),
+            typed,
+        )
+        .await
     }
 
     async fn execute(
@@ -246,7 +322,7 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         arguments: Vec<wit::RedisParameter>,
     ) -> WitResult<Vec<wit::RedisResult>> {
         let cmd = execute_command(&command, arguments);
-        let reply: Result<Value, _> = run(accessor, &connection, &cmd, other).await?;
+        let reply: Result<Value, _> = run(accessor, &connection, &command, &cmd, other).await?;
         Ok(reply.and_then(|value| redis_results(value).map_err(wit::Error::Other)))
     }
 }

@@ -265,11 +265,28 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
         cap.answered(*address, response.headers());
     }
     let response = match outcome {
-        Ok(response) => response.map(|body| {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
             let body = body.map_err(|error| std::io::Error::other(format!("{error:#}")));
-            // The component is still at work while its body streams.
-            Holding::boxed(body, room)
-        }),
+            match gather(body).await {
+                Ok(Gathered::Whole(bytes)) => {
+                    let body = Full::new(bytes).map_err(|never| match never {});
+                    Response::from_parts(parts, body.boxed_unsync())
+                }
+                // The component is still at work while its body streams.
+                Ok(Gathered::Streaming(body)) => {
+                    Response::from_parts(parts, Holding::boxed(body, room))
+                }
+                Err(error) => {
+                    tracing::warn!(component = %matched.component, %method, %path, %error, "response body broke off");
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "component_body_failed",
+                        "the component's response broke off before its end",
+                    )
+                }
+            }
+        }
         Err(failure) => {
             let (status, code, message, error) = match failure {
                 Failure::ShareFull => (
@@ -327,6 +344,32 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
         at: epoch_ms(),
     });
     response
+}
+
+/// A response body of declared length (`content-length`) up to this is gathered before
+/// anything is written, so that head and body leave in one write (one loopback packet, one
+/// wake-up of the client) instead of head, body and end apart. Longer and unsized bodies
+/// stream as they come: a component may send a body that never ends.
+const GATHERED_BODY: u64 = 64 * 1024;
+
+/// A response body, gathered or still streaming.
+enum Gathered<B> {
+    Whole(Bytes),
+    Streaming(B),
+}
+
+/// Gathers `body` if it declares a length within [`GATHERED_BODY`]. (It cannot hang: the
+/// component's `--request-timeout` ends a body that stops short of its length.)
+async fn gather<B>(body: B) -> Result<Gathered<B>, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    match body.size_hint().exact() {
+        Some(length) if length <= GATHERED_BODY => {
+            Ok(Gathered::Whole(body.collect().await?.to_bytes()))
+        }
+        _ => Ok(Gathered::Streaming(body)),
+    }
 }
 
 /// The host's answer when a body could not be read before any instance saw the request; the

@@ -8,7 +8,7 @@ use std::fmt;
 
 use redis::{Client, ConnectionAddr, IntoConnectionInfo};
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RedisUrl {
     /// Accepted by the Redis client's own parser, so connecting with it cannot fail to parse.
     url: url::Url,

@@ -12,6 +12,7 @@ use crate::runtime::kv::faults::Faults;
 use crate::runtime::lab::Lab;
 use crate::runtime::outbound::AllowedHosts;
 use crate::runtime::pool::{POOLED_INSTANCES, PoolContext};
+use crate::runtime::spin_redis::SharedRedis;
 use crate::serve::host::App;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ fn engine(options: &UpArgs) -> anyhow::Result<Engine> {
             }
             Err(error) => tracing::warn!(error = %error, "compilation cache disabled"),
         }
+    }
+    if options.perfmap {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
     if !options.disable_pooling {
         // Instances come and go all the time (that is the lesson), so reuse
@@ -103,6 +107,7 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
 
     let lab = Arc::new(Lab::new(options.lab_api));
     let mut components = BTreeMap::new();
+    let shared_redis = Arc::new(SharedRedis::default());
     for (id, decl) in &manifest.components {
         let allowed_outbound_hosts =
             AllowedHosts::parse(&decl.allowed_outbound_hosts, variables.app_values())
@@ -157,6 +162,7 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
                 .chain(app_args.env.iter().cloned())
                 .collect(),
             allowed_outbound_hosts,
+            shared_redis: shared_redis.clone(),
             guest_output,
         });
         let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());

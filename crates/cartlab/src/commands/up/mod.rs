@@ -69,6 +69,11 @@ pub struct UpArgs {
     /// Compile components afresh instead of using wasmtime's compilation cache.
     #[arg(long)]
     pub disable_cache: bool,
+    /// Lab only: write /tmp/perf-<pid>.map, so that `perf report` names the functions of
+    /// the components as well as the host's (wasmtime's perfmap profiler; for
+    /// `bench/harness.py profile`).
+    #[arg(long)]
+    pub perfmap: bool,
     /// Largest linear memory an instance may have, in bytes [default: 256 MiB].
     #[arg(long)]
     pub max_instance_memory: Option<usize>,
@@ -111,6 +116,7 @@ impl UpArgs {
             limits: ServeLimits::default(),
             disable_pooling: false,
             disable_cache: false,
+            perfmap: false,
             max_instance_memory: None,
             instances: None,
             routing: DEFAULT_ROUTING,

@@ -233,7 +233,7 @@ pub fn increment_cmd(key: String, delta: i64) -> redis::Cmd {
     cmd
 }
 
-fn is_unavailable(e: &RedisError) -> bool {
+pub fn is_unavailable(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
         || e.is_connection_refusal()
