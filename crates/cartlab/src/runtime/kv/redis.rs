@@ -14,13 +14,13 @@
 //! itself when Redis returns, without relying on the manager's own retry/back-off timing.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError};
+use redis::{Client, RedisError, Script};
 
 use super::faults::{FaultKind, SetTtl};
 use super::{KeyPage, KeyValues, KvBackend, KvError};
@@ -225,13 +225,11 @@ end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 ";
 
-/// Adds `delta` to the counter at `key` with [`INCREMENT_SCRIPT`]; query it as `Option<i64>`
-/// (`None`: not a counter). Shared with `spin:redis` `incr`.
-pub fn increment_cmd(key: String, delta: i64) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(INCREMENT_SCRIPT).arg(1).arg(key).arg(delta);
-    cmd
-}
+// The scripts go by their SHA-1 (`EVALSHA`; the whole script only when Redis does not have
+// it yet): a few hundred bytes less to send and hash on every write.
+static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(CAS_SCRIPT));
+static SET: LazyLock<Script> = LazyLock::new(|| Script::new(SET_SCRIPT));
+static INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(INCREMENT_SCRIPT));
 
 pub fn is_unavailable(e: &RedisError) -> bool {
     e.is_io_error()
@@ -262,14 +260,7 @@ impl KvBackend for RedisBackend {
         Box::pin(async move {
             let wiped: i64 = inner
                 .run(move |mut c| async move {
-                    redis::cmd("EVAL")
-                        .arg(SET_SCRIPT)
-                        .arg(1)
-                        .arg(key)
-                        .arg(flag)
-                        .arg(value)
-                        .query_async(&mut c)
-                        .await
+                    SET.key(key).arg(flag).arg(value).invoke_async(&mut c).await
                 })
                 .await?;
             inner.report_wiped("set", wiped);
@@ -332,9 +323,9 @@ impl KvBackend for RedisBackend {
         let inner = self.inner.clone();
         Box::pin(async move {
             let counted: Option<i64> = inner
-                .run(
-                    move |mut c| async move { increment_cmd(key, delta).query_async(&mut c).await },
-                )
+                .run(move |mut c| async move {
+                    INCREMENT.key(key).arg(delta).invoke_async(&mut c).await
+                })
                 .await?;
             counted.ok_or(KvError::NotACounter)
         })
@@ -355,15 +346,12 @@ impl KvBackend for RedisBackend {
                         Some(v) => ("1", v),
                         None => ("0", Vec::new()),
                     };
-                    redis::cmd("EVAL")
-                        .arg(CAS_SCRIPT)
-                        .arg(1)
-                        .arg(key)
+                    CAS.key(key)
                         .arg(flag)
                         .arg(expected)
                         .arg(new)
                         .arg(ttl_flag)
-                        .query_async(&mut c)
+                        .invoke_async(&mut c)
                         .await
                 })
                 .await?;
@@ -397,16 +385,15 @@ impl KvBackend for RedisBackend {
         Box::pin(async move {
             let wiped: i64 = inner
                 .run(move |mut c| async move {
-                    let mut cmd = redis::cmd("EVAL");
-                    cmd.arg(SET_SCRIPT).arg(key_values.len());
+                    let mut invocation = SET.prepare_invoke();
                     for (key, _) in &key_values {
-                        cmd.arg(key);
+                        invocation.key(key);
                     }
-                    cmd.arg(flag);
+                    invocation.arg(flag);
                     for (_, value) in key_values {
-                        cmd.arg(value);
+                        invocation.arg(value);
                     }
-                    cmd.query_async(&mut c).await
+                    invocation.invoke_async(&mut c).await
                 })
                 .await?;
             inner.report_wiped("set_many", wiped);
