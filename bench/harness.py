@@ -226,9 +226,9 @@ def start_session(server, target, items=SEED_ITEMS):
 # ---- wrk ---------------------------------------------------------------------------------
 
 
-def wrk(url, args, cookie=None, script=None):
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}",
-            "--latency"]
+def wrk(url, args, cookie=None, script=None, duration=None):
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}",
+            f"-d{duration or args.duration}", "--latency"]
     if cookie:
         argv += ["-H", f"Cookie: {cookie}"]
     if script:
@@ -377,12 +377,15 @@ def run_all(args):
                 continue
             try:
                 cookie = start_session(server, target)
+                cart = server.url + target.prefix + "/cart"
+                add = cart + "/add"
+                # Unmeasured first: Node's JIT warms up, and so do the host's instances.
+                for url, kwargs in ((cart, {"cookie": cookie}), (add, {"script": add_script})):
+                    wrk(url, args, duration=args.warmup, **kwargs)
                 log(f"round {round_no + 1}: {target.name} read")
-                read = wrk(server.url + target.prefix + "/cart", args, cookie=cookie)
+                read = wrk(cart, args, cookie=cookie)
                 log(f"round {round_no + 1}: {target.name} write")
-                write, peak = rss_during(
-                    server, lambda: wrk(server.url + target.prefix + "/cart/add", args,
-                                        script=add_script))
+                write, peak = rss_during(server, lambda: wrk(add, args, script=add_script))
                 results[target.name].append({"read": read, "write": write, "rss_peak": peak,
                                              "rss_after": server.rss_kib()})
             finally:
@@ -445,7 +448,7 @@ def count_sessions(redis):
     return int(redis.cli("EVAL", "return #redis.call('KEYS', 'cartlab:session:*')", "0") or 0)
 
 
-def versions(redis_version):
+def versions(redis_version, app_dir):
     def out(argv):
         try:
             return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
@@ -463,7 +466,7 @@ def versions(redis_version):
                 break
     return [
         f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.",
-        f"Versions: cartlab {out(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])}"
+        f"Versions: cartlab {out(['git', '-C', app_dir, 'rev-parse', '--short', 'HEAD'])}"
         f" ({out(['rustc', '--version'])}), Redis {redis_version}, Node {out(['node', '--version'])}"
         f" ({node_pkgs}), {out(['wrk', '--version']).splitlines()[0] if shutil.which('wrk') else 'wrk ?'}.",
     ]
@@ -471,11 +474,12 @@ def versions(redis_version):
 
 def report(args, targets, skipped, results, counts, scaling, reuse, redis_version):
     lines = [f"# cartlab benchmark, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC", ""]
-    lines += versions(redis_version)
+    lines += versions(redis_version, args.from_dir)
     lines += [
         f"Command: `{args.command}`; every cell is `wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration} --latency`, {args.rounds} rounds, the targets in a rotating order, "
-        "each started fresh on an emptied Redis.",
+        f"each started fresh on an emptied Redis and warmed up for {args.warmup} (reads, then "
+        "writes, unmeasured) before its cells.",
         f"Pinned: servers and Redis on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} (`taskset`).",
         "Read: `GET /cart` of a session holding the seed's two items (written just before). "
         "Write: `POST /cart/add` without a cookie, so every request creates a session.",
@@ -503,32 +507,35 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
     for s in skipped:
         lines.append(f"\nNot run: {s}")
 
-    lines += ["", "## Redis commands per request", "",
-              f"{COUNTED_REQUESTS} requests one after another (40 for the add to an existing "
-              "session), `INFO commandstats` before and after. Round trips are the commands "
-              "a client sent; commands that scripts ran inside Redis (MONITOR's `lua` lines) "
-              "are shown apart, since commandstats counts them too.", "",
-              "| target | request | round trips | inside scripts | by command (commandstats) |",
-              "|---|---|---:|---:|---|"]
     labels = {t.name: t.label for t in targets}
+    if counts:
+        lines += ["", "## Redis commands per request", "",
+                  f"{COUNTED_REQUESTS} requests one after another (40 for the add to an existing "
+                  "session), `INFO commandstats` before and after. Round trips are the commands "
+                  "a client sent; commands that scripts ran inside Redis (MONITOR's `lua` lines) "
+                  "are shown apart, since commandstats counts them too.", "",
+                  "| target | request | round trips | inside scripts | by command (commandstats) |",
+                  "|---|---|---:|---:|---|"]
     for name, rows in counts.items():
         for row in rows:
             by = ", ".join(f"{cmd.upper()} {n:.2f}" for cmd, n in row["by_command"].items())
             lines.append(f"| {labels[name]} | {row['label']} | {row['per_request']:.2f} | "
                          f"{row['inner']:.2f} | {by} |")
 
-    lines += ["", "## Read latency as stored sessions grow", "",
-              "The same `GET /cart` with other sessions in Redis (written as the cart writes "
-              "them, by `crates/cartlab/examples/expiry_seed.rs`, queued for expiry as in "
-              "key-value mode).", "",
-              "| target | sessions stored | req/s | p50 | p99 |", "|---|---:|---:|---:|---:|"]
+    if scaling:
+        lines += ["", "## Read latency as stored sessions grow", "",
+                  "The same `GET /cart` with other sessions in Redis (written as the cart writes "
+                  "them, by `crates/cartlab/examples/expiry_seed.rs`, queued for expiry as in "
+                  "key-value mode).", "",
+                  "| target | sessions stored | req/s | p50 | p99 |", "|---|---:|---:|---:|---:|"]
     for name, rows in scaling.items():
         for n, r in rows:
             lines.append(f"| {labels[name]} | {n:,} | {fmt_rps(r['rps'])} | {r['p50']:.2f} ms | "
                          f"{r['p99']:.2f} ms |")
 
-    lines += ["", "## A fresh instance per request (`--max-instance-reuse-count 1`)", "",
-              "| target | reuse | read req/s per round | p50 |", "|---|---|---|---:|"]
+    if reuse:
+        lines += ["", "## A fresh instance per request (`--max-instance-reuse-count 1`)", "",
+                  "| target | reuse | read req/s per round | p50 |", "|---|---|---|---:|"]
     for (name, label), rows in reuse.items():
         lines.append(f"| {labels[name]} | {label} | "
                      f"{', '.join(fmt_rps(r['rps']) for r in rows)} | "
@@ -576,8 +583,10 @@ def checks(results, counts, scaling, reuse):
             check(ratio <= 1.2, f"{name}: p50 at {rows[-1][0]:,} sessions / at {rows[0][0]:,}: "
                   f"{ratio:.2f}")
     for name in ("kv", "redis"):
-        default = median([r["rps"] for r in reuse.get((name, "default"), [])])
-        one = median([r["rps"] for r in reuse.get((name, "reuse 1"), [])])
+        if not reuse.get((name, "default")) or not reuse.get((name, "reuse 1")):
+            continue
+        default = median([r["rps"] for r in reuse[(name, "default")]])
+        one = median([r["rps"] for r in reuse[(name, "reuse 1")]])
         check(one / default >= 0.5, f"{name}: reuse 1 / default read throughput {one / default:.2f}")
     return out
 
@@ -598,7 +607,8 @@ def profile(args):
     try:
         cookie = start_session(server, target)
         data = args.perf_data or os.path.join(work, "perf.data")
-        perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", args.call_graph, "-o", data, "-p",
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", args.call_graph,
+                                 "-o", data, "-p",
                                  str(server.pid)], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         result = wrk(server.url + prefix + "/cart", args, cookie=cookie)
@@ -629,6 +639,8 @@ def main():
                         help="for profile: the stateless cart in a store mode, or the stateful"
                         " cart (default redis)")
     parser.add_argument("--duration", default="5s", help="each wrk run (default 5s)")
+    parser.add_argument("--warmup", default="2s",
+                        help="unmeasured load on each target before its cells (default 2s)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds (2)")

@@ -16,4 +16,4 @@ done
 cargo build --release -p cartlab --bin cartlab --example expiry_seed
 cargo build --target wasm32-wasip2 --release
 [ -d bench/peers/node/node_modules ] || npm ci --prefix bench/peers/node --no-audit --no-fund
-CARTLAB_BENCH_COMMAND="bench/run.sh $*" exec python3 bench/harness.py "$@"
+CARTLAB_BENCH_COMMAND="bench/run.sh${*:+ $*}" exec python3 bench/harness.py "$@"
