@@ -89,7 +89,7 @@ pub fn fingerprint(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    crate::session::lower_hex(&hasher.finalize()[..FINGERPRINT_LEN / 2])
+    crate::hex::lower_hex(&hasher.finalize()[..FINGERPRINT_LEN / 2])
 }
 
 /// The client's `Idempotency-Key`, if it sent one: the draft's quoted string (`"abc"`) or a bare

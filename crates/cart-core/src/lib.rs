@@ -21,6 +21,7 @@ pub mod contract;
 pub mod cookie;
 pub mod error;
 pub mod expiry;
+mod hex;
 pub mod idempotency;
 pub mod kv_sessions;
 pub mod money;

@@ -3,7 +3,8 @@
 //! `crate::kv_sessions::KvSessionStore` keeps records in (`wasi:keyvalue` or Redis through
 //! `spin:redis` in the stateless component).
 
-use crate::session::{Lifetime, SessionId, SessionRecord, lower_hex};
+use crate::hex::lower_hex;
+use crate::session::{Lifetime, SessionId, SessionRecord};
 
 mod memory;
 pub use memory::MemoryStore;
