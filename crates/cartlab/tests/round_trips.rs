@@ -65,6 +65,22 @@ async fn adds(shopper: &Shopper, n: u64) {
     }
 }
 
+/// A shopper whose session was just written: each of its reads is exactly one GET.
+async fn reads_are_one_get(redis: &RedisServer, lab: &Lab) -> Shopper {
+    let shopper = lab.shopper();
+    shopper
+        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
+        .await
+        .succeeded("add");
+    let read = counted(redis, || reads(&shopper, N)).await;
+    assert_eq!(
+        read,
+        expect(&[("get", N)]),
+        "a read written just now: one GET"
+    );
+    shopper
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_mode_reads_in_one_get_creates_in_one_set_and_adds_in_two_round_trips() {
     let redis = RedisServer::start();
@@ -75,18 +91,7 @@ async fn redis_mode_reads_in_one_get_creates_in_one_set_and_adds_in_two_round_tr
         dir.path(),
         &["--variable", "session_store=redis", "--variable", &url],
     );
-    let shopper = lab.shopper();
-    shopper
-        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
-        .await
-        .succeeded("add");
-
-    let read = counted(&redis, || reads(&shopper, N)).await;
-    assert_eq!(
-        read,
-        expect(&[("get", N)]),
-        "a read written just now: one GET"
-    );
+    let shopper = reads_are_one_get(&redis, &lab).await;
 
     let created = counted(&redis, || new_sessions(&lab, N)).await;
     assert_eq!(
@@ -114,18 +119,7 @@ async fn key_value_mode_reads_in_one_get_and_creates_in_at_most_three_round_trip
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = with_redis(&redis, dir.path(), &[]);
-    let shopper = lab.shopper();
-    shopper
-        .add(Design::Stateless, "MacBook Pro", Cents(250_000))
-        .await
-        .succeeded("add");
-
-    let read = counted(&redis, || reads(&shopper, N)).await;
-    assert_eq!(
-        read,
-        expect(&[("get", N)]),
-        "a read written just now: one GET"
-    );
+    reads_are_one_get(&redis, &lab).await;
 
     // Each creation: the queue's counter (a script running GET and INCRBY inside Redis), then
     // the session and its queue entry in one batch (a script of two SETs); one in eight also

@@ -192,29 +192,27 @@ async fn without_session<S: SessionStore>(
     change: &Change,
     client_key: Option<String>,
 ) -> Result<Reply, ApiError> {
-    {
-        match change {
-            Change::Touch => Ok(cart_reply(cx, None, &Cart::new())),
-            Change::Remove(index) => Err(CartError::NoSuchLine {
-                index: *index,
-                lines: 0,
+    match change {
+        Change::Touch => Ok(cart_reply(cx, None, &Cart::new())),
+        Change::Remove(index) => Err(CartError::NoSuchLine {
+            index: *index,
+            lines: 0,
+        }
+        .into()),
+        Change::Add(..) => {
+            let op = change.operation(client_key.as_deref())?;
+            let lifetime = cx.settings.lifetime();
+            let mut record = SessionRecord::new(cx.now);
+            apply(change, &mut record)?;
+            if let Some(op) = op {
+                record.remember(op.stamp);
             }
-            .into()),
-            Change::Add(..) => {
-                let op = change.operation(client_key.as_deref())?;
-                let lifetime = cx.settings.lifetime();
-                let mut record = SessionRecord::new(cx.now);
-                apply(change, &mut record)?;
-                if let Some(op) = op {
-                    record.remember(op.stamp);
-                }
-                let id = SessionId::generate().map_err(no_randomness)?;
-                let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
-                cx.store
-                    .create(&id, &record, remaining, record.deadline(&lifetime))
-                    .await?;
-                Ok(session_reply(cx, &id, &record, false).wrote())
-            }
+            let id = SessionId::generate().map_err(no_randomness)?;
+            let remaining = record.remaining_secs(cx.now, &lifetime).max(1);
+            cx.store
+                .create(&id, &record, remaining, record.deadline(&lifetime))
+                .await?;
+            Ok(session_reply(cx, &id, &record, false).wrote())
         }
     }
 }

@@ -108,10 +108,14 @@ async fn connect(url: &RedisUrl) -> Result<MultiplexedConnection, wit::Error> {
         .map_err(other)
 }
 
-/// The connection a command goes out on.
+/// Where a command goes out.
 enum Route {
-    Shared(RedisUrl, ConnectionManager),
+    /// The host's connection to the guest's address, shared with other guests.
+    Shared(ConnectionManager),
+    /// The guest's own connection.
     Private(MultiplexedConnection),
+    /// A private connection to this address, to be made first.
+    Connect(RedisUrl),
 }
 
 /// Runs `cmd` (named `command`) on the guest's connection within the deadline, first moving
@@ -124,21 +128,30 @@ async fn run<T, R: redis::FromRedisValue>(
     cmd: &redis::Cmd,
     error: fn(RedisError) -> wit::Error,
 ) -> WitResult<R> {
-    let (route, url) = accessor.with(|mut access| {
+    let route = accessor.with(|mut access| {
         let open = access.get().table.get(connection)?;
-        let route = match &open.private {
-            Some(private) => Some(Route::Private(private.clone())),
-            None if shares_connection(command) => {
-                Some(Route::Shared(open.url.clone(), open.shared.clone()))
-            }
-            None => None,
-        };
-        Ok::<_, wasmtime::Error>((route, open.url.clone()))
+        Ok::<_, wasmtime::Error>(match &open.private {
+            Some(private) => Route::Private(private.clone()),
+            None if shares_connection(command) => Route::Shared(open.shared.clone()),
+            None => Route::Connect(open.url.clone()),
+        })
     })?;
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let private = match connect(&url).await {
+    let result = match route {
+        Route::Shared(mut conn) => {
+            let result = within_deadline(cmd.query_async(&mut conn)).await;
+            if let Err(e) = &result {
+                accessor.with(|mut access| {
+                    let state = access.get();
+                    let open = state.table.get(connection)?;
+                    state.component.shared_redis.failed(&open.url, e);
+                    Ok::<_, wasmtime::Error>(())
+                })?;
+            }
+            result
+        }
+        Route::Private(mut conn) => within_deadline(cmd.query_async(&mut conn)).await,
+        Route::Connect(url) => {
+            let mut private = match connect(&url).await {
                 Ok(private) => private,
                 Err(e) => return Ok(Err(e)),
             };
@@ -146,17 +159,7 @@ async fn run<T, R: redis::FromRedisValue>(
                 access.get().table.get_mut(connection)?.private = Some(private.clone());
                 Ok::<_, wasmtime::Error>(())
             })?;
-            Route::Private(private)
-        }
-    };
-    let result = match route {
-        Route::Private(mut conn) => within_deadline(cmd.query_async(&mut conn)).await,
-        Route::Shared(url, mut conn) => {
-            let result = within_deadline(cmd.query_async(&mut conn)).await;
-            if let Err(e) = &result {
-                accessor.with(|mut access| access.get().component.shared_redis.failed(&url, e));
-            }
-            result
+            within_deadline(cmd.query_async(&mut private)).await
         }
     };
     Ok(result.map_err(error))
