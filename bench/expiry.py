@@ -137,7 +137,7 @@ def main():
         with open(config, "w") as f:
             f.write(f'[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:{port}"\n')
         host_cmd = ["taskset", "-c", "1", os.path.join(ROOT, "target/release/cartlab"), "up",
-                    "--from", os.path.join(ROOT, "spin.toml"), "--no-build",
+                    "--from", os.path.join(ROOT, "spin.toml"),
                     "--listen", "127.0.0.1:0", "--runtime-config-file", config, "--state-dir", work,
                     "--variable", f"session_idle_secs={args.idle}"]
         host_out = open(os.path.join(work, "up.out"), "w+")

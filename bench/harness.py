@@ -165,7 +165,7 @@ def cartlab_target(name, label, prefix, cartlab, app_dir, mode=None, extra=()):
         config = os.path.join(work, "rc.toml")
         with open(config, "w") as f:
             f.write(f'[key_value_store.default]\ntype = "redis"\nurl = "{redis.url}"\n')
-        argv = [cartlab, "up", "--listen", "127.0.0.1:0", "--from", app_dir, "--no-build",
+        argv = [cartlab, "up", "--listen", "127.0.0.1:0", "--from", app_dir,
                 "--runtime-config-file", config, "--state-dir", work,
                 "--variable", f"redis_url={redis.url}", *extra]
         if mode:

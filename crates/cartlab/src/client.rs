@@ -148,9 +148,20 @@ pub struct Shopper {
 
 impl Shopper {
     pub fn new(base_url: &str) -> reqwest::Result<Self> {
+        Self::build(base_url, reqwest::redirect::Policy::default())
+    }
+
+    /// Like [`Shopper::new`], but a redirect is an answer, never followed: for runs that
+    /// must send traffic to the address given and nowhere else (`cartlab experiment --url`).
+    pub fn without_redirects(base_url: &str) -> reqwest::Result<Self> {
+        Self::build(base_url, reqwest::redirect::Policy::none())
+    }
+
+    fn build(base_url: &str, redirects: reqwest::redirect::Policy) -> reqwest::Result<Self> {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
+            .redirect(redirects)
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()?;

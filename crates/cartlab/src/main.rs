@@ -2,6 +2,7 @@
 //! only parses the command line, sets up logging and dispatches; the commands
 //! live in `cartlab::commands`.
 
+use cartlab::commands::cluster::ClusterArgs;
 use cartlab::commands::demo::DemoArgs;
 use cartlab::commands::experiment::ExperimentArgs;
 use cartlab::commands::up::UpArgs;
@@ -27,11 +28,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run spin.toml's components on wasmtime, like `spin up`.
-    Up(UpArgs),
+    // Boxed: the flags of `up` outweigh the others' many times over.
+    Up(Box<UpArgs>),
     /// The seed journey against both carts side by side: add, crash, read.
     Demo(DemoArgs),
-    /// Simulated shoppers under a matrix of recycling policies; table, JSON, CSV, plot.
+    /// Simulated shoppers under a matrix of recycling policies, or against running apps
+    /// (--url); table, JSON, CSV, plot.
     Experiment(ExperimentArgs),
+    /// N `cartlab up` processes behind HAProxy (sticky or round-robin) sharing one Redis:
+    /// `kill -9` one and see which carts survive.
+    ///
+    /// Prints `Serving http://ADDR` (HAProxy's front) first, then one line per member,
+    /// `Member NAME: pid PID, http://127.0.0.1:PORT`: NAME is its HAProxy server name and
+    /// sticky cookie value, the URL reaches it directly. `kill -9 PID` crashes that member;
+    /// HAProxy's health check (GET /.well-known/spin/health every 200 ms) takes it out of
+    /// rotation and the cluster keeps serving on the others. Every answer through the front
+    /// carries `x-cartlab-member: NAME`, and its `x-cartlab-instance` is prefixed with `NAME/`
+    /// (`m2/637b8e92`), so a client (`cartlab experiment --url`, a test) sees which member
+    /// served it. Ctrl-C or SIGTERM stops HAProxy and the members.
+    ///
+    /// Each member is a plain `cartlab up` (Spin's instances on demand). For the seed's
+    /// servers, one long-lived instance per component in each process, pass `-- --instances 1`.
+    Cluster(ClusterArgs),
 }
 
 impl Command {
@@ -43,6 +61,7 @@ impl Command {
             Command::Up(_) => "info",
             Command::Demo(_) => "warn",
             Command::Experiment(_) => "error",
+            Command::Cluster(_) => "info",
         }
     }
 
@@ -51,6 +70,7 @@ impl Command {
             Command::Up(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,
             Command::Experiment(args) => args.execute().await,
+            Command::Cluster(args) => args.execute().await,
         }
     }
 }

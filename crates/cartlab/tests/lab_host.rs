@@ -319,7 +319,7 @@ fn start_up_errors_name_the_problem() {
         "spin.toml",
         "spin_manifest_version = 2\n[application\nname = \"x\"\n",
     );
-    let error = start_up_error(&["--no-build"], root);
+    let error = start_up_error(&[], root);
     assert!(error.contains("spin.toml"), "{error}");
     assert!(error.to_lowercase().contains("line"), "{error}");
 
@@ -335,12 +335,12 @@ source = "missing/cart.wasm"
 key_value_stores = ["default"]
 "#;
     write("spin.toml", manifest);
-    let error = start_up_error(&["--no-build"], root);
+    let error = start_up_error(&[], root);
     assert!(error.contains("missing/cart.wasm"), "{error}");
 
     // Unknown store type.
     write("rc.toml", "[key_value_store.default]\ntype = \"etcd\"\n");
-    let error = start_up_error(&["--no-build", "--runtime-config-file", "rc.toml"], root);
+    let error = start_up_error(&["--runtime-config-file", "rc.toml"], root);
     assert!(error.contains("etcd"), "{error}");
 
     // Granted label with no store.
@@ -348,6 +348,6 @@ key_value_stores = ["default"]
         "spin.toml",
         &manifest.replace("[\"default\"]", "[\"carts\"]"),
     );
-    let error = start_up_error(&["--no-build"], root);
+    let error = start_up_error(&[], root);
     assert!(error.contains("carts"), "{error}");
 }

@@ -439,7 +439,7 @@ component = "cart"
 source = "cart.wasm"
 "#;
     std::fs::write(dir.path().join("spin.toml"), manifest).expect("write manifest");
-    let error = start_up_error(&["--no-build"], dir.path());
+    let error = start_up_error(&[], dir.path());
     assert!(error.contains("reserved for the lab host"), "{error}");
 
     // Fleet-only flags need --instances; the concurrency limit does not apply to fleets.

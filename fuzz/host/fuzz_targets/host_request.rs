@@ -173,7 +173,7 @@ fn harness() -> &'static Harness {
             variables: Vec::new(),
             env: Vec::new(),
             // `cargo build --target wasm32-wasip2 --release` at the root builds them.
-            no_build: true,
+            build: false,
         });
         options.limits.header_read_timeout = Duration::from_secs(2);
         options.limits.keep_alive_timeout = Duration::from_secs(1);

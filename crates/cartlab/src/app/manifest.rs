@@ -12,7 +12,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use toml::{Table, Value};
 
 use crate::app::expressions::{Template, validate_id, validate_manifest_name};
@@ -37,6 +37,37 @@ pub struct AppManifest {
     /// The `[[trigger.http]]` routes, checked; [`Router::routes`] lists them in manifest order.
     pub router: Router,
     pub components: BTreeMap<String, ComponentDecl>,
+}
+
+impl AppManifest {
+    /// `--component-id`: only these components and their routes, as `spin up -c` runs them.
+    pub fn retain_components(mut self, ids: &[String]) -> Result<Self> {
+        let unknown: Vec<&str> = ids
+            .iter()
+            .filter(|id| !self.components.contains_key(id.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "--component-id names components that are not in the app: {}; the app has: {}",
+                unknown.join(", "),
+                self.components
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        self.components.retain(|id, _| ids.contains(id));
+        let routes: Vec<HttpRoute> = self
+            .router
+            .routes()
+            .filter(|route| ids.contains(&route.component))
+            .cloned()
+            .collect();
+        self.router = Router::new(&routes)?;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
@@ -68,6 +99,8 @@ pub struct VariableDecl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentDecl {
     pub id: String,
+    /// Printed under the component's routes at start-up, as Spin does.
+    pub description: Option<String>,
     /// Absolute, resolved against the manifest directory.
     pub source: PathBuf,
     pub key_value_stores: Vec<String>,
@@ -246,6 +279,7 @@ fn component(
 
     Ok(ComponentDecl {
         id: id.to_owned(),
+        description: comp.description,
         source,
         key_value_stores: comp.key_value_stores,
         variables: comp.variables,

@@ -308,6 +308,7 @@ type = "spin"
     fn grants_need_a_defined_store() {
         let m = AppManifest::of_components([ComponentDecl {
             id: "cart".into(),
+            description: None,
             source: "/x.wasm".into(),
             key_value_stores: vec!["default".into(), "sessions".into()],
             variables: BTreeMap::new(),

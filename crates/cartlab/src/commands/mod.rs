@@ -1,6 +1,7 @@
 //! The `cartlab` subcommands: each a clap `Args` struct that is its own
 //! configuration (its doc comments are the `--help`), with an `execute`.
 
+pub mod cluster;
 pub mod demo;
 pub mod experiment;
 pub mod up;
@@ -14,10 +15,10 @@ pub const DEFAULT_MANIFEST: &str = "spin.toml";
 #[derive(clap::Args, Clone, Debug)]
 pub struct AppArgs {
     /// The application manifest, or a directory holding spin.toml.
-    #[arg(short = 'f', long = "from", default_value = DEFAULT_MANIFEST)]
+    #[arg(short = 'f', long = "from", aliases = ["from-file", "file"], default_value = DEFAULT_MANIFEST)]
     pub from: PathBuf,
     /// Runtime config (key-value stores); without one, `default` is SQLite in the state dir.
-    #[arg(long)]
+    #[arg(long, env = "RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
     /// Where the embedded stores live [default: `.spin` beside the manifest].
     #[arg(long)]
@@ -29,9 +30,11 @@ pub struct AppArgs {
     /// Environment variable KEY=VALUE for every component.
     #[arg(short = 'e', long = "env", value_parser = crate::app::variables::parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// Do not build components whose .wasm is missing or older than their sources.
-    #[arg(long)]
-    pub no_build: bool,
+    /// Run the manifest's build commands for components whose .wasm is missing or older than
+    /// their `watch` files before loading, like `spin up --build`. Without it nothing is built
+    /// and a stale component is served as it is (with a warning).
+    #[arg(long, env = "SPIN_ALWAYS_BUILD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub build: bool,
 }
 
 /// Resolves on SIGINT or SIGTERM.

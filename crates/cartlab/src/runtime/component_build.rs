@@ -1,10 +1,9 @@
-//! Build components when stale, like `spin build` run automatically by `cartlab up`.
-//!
-//! A component with `[component.x.build]` is built when its source `.wasm` is missing, or
-//! older than the newest file matching its `watch` globs (relative to the build workdir,
-//! as in `spin watch`). Without `watch`, only a missing source triggers a build. Commands
-//! run like Spin's: through the shell (`sh -c`), in the workdir, one after the other,
-//! stopping at the first failure; their output goes to cartlab's stdout/stderr.
+//! Components' builds, as `spin up` treats them: built only when asked (`--build`, which runs
+//! every component's build commands like `spin build`); otherwise what is on disk is served,
+//! with a warning for a component whose source `.wasm` is older than the newest file matching
+//! its `watch` globs (relative to the build workdir, as in `spin watch`). Commands run like
+//! Spin's: through the shell (`sh -c`), in the workdir, one after the other, stopping at the
+//! first failure; their output goes to cartlab's stdout/stderr.
 //!
 //! Blocking (it waits for the build): call it before starting the runtime or from
 //! `spawn_blocking`.
@@ -28,44 +27,53 @@ pub enum BuildNeed {
     },
 }
 
-/// Builds every component whose source is missing or stale; errors when a build fails or
-/// when a source is missing and there is no build section.
-pub fn ensure_built(manifest: &AppManifest) -> Result<()> {
+/// `--build`: runs every component's build commands, then checks that each source exists.
+pub fn build_all(manifest: &AppManifest) -> Result<()> {
     for component in manifest.components.values() {
-        ensure_component_built(component)?;
+        if let Some(build) = &component.build {
+            run_build(component, build)?;
+        }
+    }
+    check_built(manifest)
+}
+
+/// Without `--build`: every source must exist; a stale one is served as it is, with a warning.
+pub fn check_built(manifest: &AppManifest) -> Result<()> {
+    for component in manifest.components.values() {
+        let id = &component.id;
+        let Some(build) = &component.build else {
+            if !component.source.exists() {
+                bail!(
+                    "component `{id}`: source `{}` not found (and no [component.{id}.build] to make it)",
+                    component.source.display()
+                );
+            }
+            continue;
+        };
+        let need = build_need(&component.source, build)
+            .with_context(|| format!("component `{id}`: cannot check whether it needs a build"))?;
+        match need {
+            BuildNeed::UpToDate => tracing::debug!(component = %id, "component is up to date"),
+            BuildNeed::Missing => bail!(
+                "component `{id}`: source `{}` not found; build it with `cartlab up --build` (or `spin build`)",
+                component.source.display()
+            ),
+            BuildNeed::Stale { newer } => tracing::warn!(
+                component = %id,
+                newer = %newer.display(),
+                source = %component.source.display(),
+                "component is stale: a watched file is newer than its source; serving it as it is (rebuild with --build)"
+            ),
+        }
     }
     Ok(())
 }
 
-fn ensure_component_built(component: &ComponentDecl) -> Result<()> {
+fn run_build(component: &ComponentDecl, build: &BuildDecl) -> Result<()> {
     let id = &component.id;
-    let Some(build) = &component.build else {
-        if !component.source.exists() {
-            bail!(
-                "component `{id}`: source `{}` not found (and no [component.{id}.build] to make it)",
-                component.source.display()
-            );
-        }
-        return Ok(());
-    };
-    let need = build_need(&component.source, build)
-        .with_context(|| format!("component `{id}`: cannot check whether it needs a build"))?;
-    let reason = match &need {
-        BuildNeed::UpToDate => {
-            tracing::debug!(component = %id, "component is up to date");
-            return Ok(());
-        }
-        BuildNeed::Missing => format!("{} is missing", component.source.display()),
-        BuildNeed::Stale { newer } => format!(
-            "{} is newer than {}",
-            newer.display(),
-            component.source.display()
-        ),
-    };
     for command in &build.commands {
         tracing::info!(
             component = %id,
-            reason = %reason,
             workdir = %build.workdir.display(),
             "building component: {command}"
         );
@@ -229,6 +237,7 @@ mod tests {
     fn component(source: PathBuf, build: Option<BuildDecl>) -> ComponentDecl {
         ComponentDecl {
             id: "cart".into(),
+            description: None,
             source,
             key_value_stores: vec![],
             variables: BTreeMap::new(),
@@ -242,32 +251,46 @@ mod tests {
     fn missing_source_without_build_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let m = manifest_with(component(dir.path().join("nope.wasm"), None));
-        let e = ensure_built(&m).unwrap_err().to_string();
-        assert!(
-            e.contains("component `cart`") && e.contains("nope.wasm"),
-            "{e}"
-        );
+        for e in [check_built(&m), build_all(&m)] {
+            let e = e.unwrap_err().to_string();
+            assert!(
+                e.contains("component `cart`") && e.contains("nope.wasm"),
+                "{e}"
+            );
+        }
+        let with_build = manifest_with(component(
+            dir.path().join("nope.wasm"),
+            Some(build(dir.path(), &[], &["true"])),
+        ));
+        let e = check_built(&with_build).unwrap_err().to_string();
+        assert!(e.contains("--build"), "{e}");
     }
 
     #[test]
-    fn runs_commands_in_workdir_when_missing_and_reports_failures() {
+    fn build_runs_commands_in_workdir_and_reports_failures() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let wasm = d.join("out.wasm");
         let ok = build(d, &[], &["echo step1 > log", "cp log out.wasm"]);
-        ensure_built(&manifest_with(component(wasm.clone(), Some(ok.clone())))).unwrap();
+        build_all(&manifest_with(component(wasm.clone(), Some(ok.clone())))).unwrap();
         assert_eq!(std::fs::read_to_string(&wasm).unwrap(), "step1\n");
 
-        // Up to date now: the command must not run again.
+        // Asked to build, it builds, as `spin build` does, up to date or not; unasked, never.
         let marker = build(d, &[], &["touch ran"]);
-        ensure_built(&manifest_with(component(wasm.clone(), Some(marker)))).unwrap();
+        check_built(&manifest_with(component(
+            wasm.clone(),
+            Some(marker.clone()),
+        )))
+        .unwrap();
         assert!(!d.join("ran").exists());
+        build_all(&manifest_with(component(wasm.clone(), Some(marker)))).unwrap();
+        assert!(d.join("ran").exists());
 
         let missing = d.join("other.wasm");
         let failing = build(d, &[], &["exit 3", "touch never"]);
         let e = format!(
             "{:#}",
-            ensure_built(&manifest_with(component(missing.clone(), Some(failing)))).unwrap_err()
+            build_all(&manifest_with(component(missing.clone(), Some(failing)))).unwrap_err()
         );
         assert!(e.contains("`exit 3`") && e.contains("3"), "{e}");
         assert!(
@@ -276,7 +299,7 @@ mod tests {
         );
 
         let noop = build(d, &[], &["true"]);
-        let e = ensure_built(&manifest_with(component(missing, Some(noop))))
+        let e = build_all(&manifest_with(component(missing, Some(noop))))
             .unwrap_err()
             .to_string();
         assert!(e.contains("did not produce"), "{e}");

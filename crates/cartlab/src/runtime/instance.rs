@@ -3,6 +3,7 @@
 //! outbound hosts).
 
 use crate::runtime::bindings::variables;
+use crate::runtime::guest_output::ComponentOutput;
 use crate::runtime::kv::KvBackend;
 use crate::runtime::outbound::AllowedHosts;
 use crate::runtime::spin_redis::SharedRedis;
@@ -30,9 +31,9 @@ pub struct ComponentGrants {
     pub allowed_outbound_hosts: AllowedHosts,
     /// The host's `spin:redis` connections, one set for all components.
     pub shared_redis: Arc<SharedRedis>,
-    /// Whether the component's stdout/stderr reach the host's (off for the
-    /// demo and the experiment, whose output is a table).
-    pub guest_output: bool,
+    /// Where the component's stdout and stderr go (nowhere for the demo and the experiment,
+    /// whose output is a table).
+    pub output: ComponentOutput,
 }
 
 impl ComponentGrants {
@@ -88,10 +89,8 @@ impl InstanceState {
     /// A new instance's store; `server_id` is handed to it through its environment.
     pub fn new(component: Arc<ComponentGrants>, server_id: &str) -> Self {
         let mut wasi = WasiCtx::builder();
-        // Like Spin: component stdout/stderr go to the host's terminal.
-        if component.guest_output {
-            wasi.inherit_stdout().inherit_stderr();
-        }
+        wasi.stdout(component.output.stdout.clone())
+            .stderr(component.output.stderr.clone());
         // The host names its instances; a user's `-e` of the same name does not.
         for (key, value) in &component.environment {
             if key != INSTANCE_ID_ENV {

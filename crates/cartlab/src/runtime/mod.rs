@@ -1,10 +1,11 @@
 //! Running components: the engine's Spin interfaces and key-value backends, instances, their
 //! pools with Spin's reuse rules, fleets of long-lived instances, the lab's registry of them,
-//! and building stale components.
+//! where their output goes, and building them.
 
 pub mod bindings;
 pub mod component_build;
 pub mod fleet;
+pub mod guest_output;
 pub mod instance;
 pub mod instances;
 pub mod kv;

@@ -19,9 +19,19 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 /// Everything a request needs: the routes, each component's instances, and
 /// the lab's registry.
 pub struct App {
+    /// What `/.well-known/spin/info` answers.
+    pub info: AppInfo,
     pub router: Router,
     pub components: BTreeMap<String, Instances>,
     pub lab: Arc<Lab>,
+}
+
+/// The app's name and version from spin.toml, in Spin's JSON shape.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AppInfo {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl App {

@@ -53,6 +53,22 @@ pub struct ServeLimits {
     /// by others: without it one client can fill the session store [default: no cap].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_new_sessions_per_minute: Option<u32>,
+    /// Largest buffer for one HTTP/1 connection's request head, in bytes: a head past it is
+    /// answered 431; at least 8192 [default: hyper's, about 400 KiB].
+    #[arg(long, env = "SPIN_HTTP1_MAX_BUF_SIZE", value_parser = http1_buf_size)]
+    pub http1_max_buf_size: Option<usize>,
+}
+
+/// hyper's least HTTP/1 buffer (it refuses a smaller one).
+const MIN_HTTP1_BUF_SIZE: usize = 8192;
+
+/// `--http1-max-buf-size`: a byte count hyper accepts.
+fn http1_buf_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(size) if size >= MIN_HTTP1_BUF_SIZE => Ok(size),
+        Ok(_) => Err(format!("must be at least {MIN_HTTP1_BUF_SIZE}")),
+        Err(_) => Err(format!("`{text}` is not a whole number of bytes")),
+    }
 }
 
 /// A count flag: a whole number, at least 1.
@@ -74,6 +90,7 @@ impl Default for ServeLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
             max_new_sessions_per_minute: None,
+            http1_max_buf_size: None,
         }
     }
 }

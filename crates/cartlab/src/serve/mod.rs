@@ -9,3 +9,4 @@ pub mod limits;
 pub mod new_sessions;
 pub mod request_body;
 pub mod server;
+pub mod tls;

@@ -6,7 +6,7 @@
 //! timed out, a body is read ahead before any instance sees it, other sites' pages may
 //! not change anything, and past a limit the answer is a prompt 503 with `Retry-After`.
 
-use crate::app::routes::{LAB_PREFIX, RouteMatch};
+use crate::app::routes::{LAB_PREFIX, RouteMatch, WELL_KNOWN_PREFIX};
 use crate::runtime::instances::{Failure, Served};
 use crate::runtime::lab::{LabEvent, epoch_ms};
 use crate::serve::connection::{Activity, Holding, IdleClosing};
@@ -22,12 +22,14 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::handler::ErrorCode as HandlerErrorCode;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
@@ -36,6 +38,8 @@ struct Front {
     app: Arc<App>,
     limits: ServeLimits,
     local: SocketAddr,
+    /// `http` or, with `--tls-cert`, `https`: the scheme of the URL components see.
+    scheme: &'static str,
     /// Room for requests handed to components (`--max-requests-in-flight`).
     in_flight: Arc<Semaphore>,
     /// `--max-new-sessions-per-minute`, when given.
@@ -43,19 +47,21 @@ struct Front {
 }
 
 /// Serves within `limits` until `shutdown` resolves, then lets in-flight requests finish
-/// (for at most `grace`).
+/// (for at most `grace`). With `tls`, every connection is HTTPS.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
 ) -> anyhow::Result<()> {
     limits.check()?;
     let connections = Arc::new(Semaphore::new(limits.connections_that_fit()));
     let front = Arc::new(Front {
         app: app.clone(),
         local: listener.local_addr()?,
+        scheme: if tls.is_some() { "https" } else { "http" },
         in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)),
         new_sessions: limits.max_new_sessions_per_minute.map(NewSessions::new),
         limits,
@@ -92,7 +98,26 @@ pub async fn serve(
             }
             continue;
         };
-        spawn_connection(&front, stream, client, &graceful, place);
+        let (front, watcher) = (front.clone(), graceful.watcher());
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(front, stream, client, watcher, place));
+            }
+            Some(acceptor) => {
+                let accepting = acceptor.accept(stream);
+                tokio::spawn(async move {
+                    // A client that never finishes its handshake is bounded like one that
+                    // never sends its request's head.
+                    match tokio::time::timeout(front.limits.header_read_timeout, accepting).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(front, stream, client, watcher, place).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, %client, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     // Event streams never end by themselves; end them so shutdown is prompt.
@@ -108,13 +133,15 @@ pub async fn serve(
 
 /// Serves one connection within the limits until it closes or the host stops; it holds its
 /// place among `--max-connections` until then.
-fn spawn_connection(
-    front: &Arc<Front>,
-    stream: TcpStream,
+async fn serve_connection<S>(
+    front: Arc<Front>,
+    stream: S,
     client: SocketAddr,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
     place: OwnedSemaphorePermit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::default());
     let service = {
         let (front, activity) = (front.clone(), activity.clone());
@@ -129,7 +156,11 @@ fn spawn_connection(
         })
     };
     let io = IdleClosing::new(stream, activity, front.limits.keep_alive_timeout);
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    if let Some(size) = front.limits.http1_max_buf_size {
+        builder.max_buf_size(size);
+    }
+    let connection = builder
         .timer(TokioTimer::new())
         .header_read_timeout(front.limits.header_read_timeout)
         // A client that shuts down its sending side after its request (`nc -N`, some
@@ -138,13 +169,10 @@ fn spawn_connection(
         // client never hears of, still taking down what else is in flight there.
         .half_close(true)
         .serve_connection(TokioIo::new(io), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "connection ended with an error");
-        }
-        drop(place);
-    });
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+    drop(place);
 }
 
 /// Answers a connection past `--max-connections`: one 503, then closed.
@@ -184,17 +212,8 @@ fn unavailable(code: &str, message: &str) -> Response<Body> {
 async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let app = &front.app;
     let path = request.uri().path().to_string();
-    if path == "/.well-known/spin/health" {
-        // Spin answers its own liveness probe; so do we.
-        let mut response = Response::new(
-            Full::new(Bytes::from_static(b"OK"))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return response;
+    if let Some(name) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+        return well_known(app, name);
     }
     if changes_state(request.method())
         && let Some(sign) = cross_site(request.headers())
@@ -255,7 +274,7 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
         }
         return response;
     }
-    let request = for_component(request, &matched, front.local, client);
+    let request = for_component(request, &matched, (front.scheme, front.local), client);
     let method = request.method().clone();
     let started = Instant::now();
     let Served { instance, outcome } = instances.handle(request).await;
@@ -346,6 +365,33 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
     response
 }
 
+/// `/.well-known/spin/health` (liveness: `OK`) and `/.well-known/spin/info` (the app's name
+/// and version, pretty JSON), as Spin answers them.
+fn well_known(app: &App, name: &str) -> Response<Body> {
+    let full = |bytes: Bytes| {
+        Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    };
+    match name {
+        "health" => Response::new(full(Bytes::from_static(b"OK"))),
+        "info" => {
+            // A struct of strings: serialising cannot fail.
+            let json = serde_json::to_vec_pretty(&app.info).unwrap_or_default();
+            let mut response = Response::new(full(Bytes::from(json)));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Spin answers no {WELL_KNOWN_PREFIX}{name}"),
+        ),
+    }
+}
+
 /// A response body of declared length (`content-length`) up to this is gathered before
 /// anything is written, so that head and body leave in one write (one loopback packet, one
 /// wake-up of the client) instead of head, body and end apart. Longer and unsized bodies
@@ -399,7 +445,7 @@ fn unreadable_body(error: &BodyError) -> Response<Body> {
 fn for_component(
     request: Request<RequestBody>,
     matched: &RouteMatch,
-    local: SocketAddr,
+    (scheme, local): (&str, SocketAddr),
     client: SocketAddr,
 ) -> Request<UnsyncBoxBody<Bytes, HandlerErrorCode>> {
     let (mut parts, body) = request.into_parts();
@@ -414,7 +460,7 @@ fn for_component(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
-    let full_url = format!("http://{authority}{path_and_query}");
+    let full_url = format!("{scheme}://{authority}{path_and_query}");
     if let Ok(uri) = full_url.parse() {
         parts.uri = uri;
     }

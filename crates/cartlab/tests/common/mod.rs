@@ -240,3 +240,225 @@ pub fn with_redis(redis: &RedisServer, dir: &Path, extra: &[&str]) -> Lab {
     args.extend_from_slice(extra);
     Lab::start(&args)
 }
+
+/// How long a host launched by [`Lab::launch`] may take to become ready (or to exit).
+const LAUNCH_WITHIN: Duration = Duration::from_secs(120);
+/// How long the output of a host that has exited may take to be read to its end.
+const DRAIN_WITHIN: Duration = Duration::from_secs(10);
+
+/// A `cartlab up` that exited (or never became ready) instead of serving.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    /// It neither served nor exited within [`LAUNCH_WITHIN`], and was killed.
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A host started by [`Lab::launch`]: the stdout lines up to the one that made it ready, and
+/// the rest of its stdout as it comes.
+pub struct Launched {
+    pub lab: Lab,
+    pub head: Vec<String>,
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// Ready when a line `Serving <url>` has been printed (the plain summary).
+pub fn serving_line(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|line| line.strip_prefix("Serving "))
+        .map(|url| url.trim().to_string())
+}
+
+/// The first JSON object printed on stdout (`--format json`), once it is complete.
+pub fn json_summary(lines: &[String]) -> Option<serde_json::Value> {
+    let start = lines
+        .iter()
+        .position(|line| line.trim_start().starts_with('{'))?;
+    serde_json::from_str::<serde_json::Value>(&lines[start..].join("\n"))
+        .ok()
+        .filter(serde_json::Value::is_object)
+}
+
+/// Ready when the `--format json` summary is complete; the URL is its `base_url`.
+pub fn json_ready(lines: &[String]) -> Option<String> {
+    json_summary(lines).map(|summary| summary["base_url"].as_str().unwrap_or("").to_string())
+}
+
+/// Every line a reader sends until it ends (its process has exited), within [`DRAIN_WITHIN`].
+fn drain(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let deadline = std::time::Instant::now() + DRAIN_WITHIN;
+    let mut all = Vec::new();
+    while let Ok(line) =
+        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        all.push(line);
+    }
+    all
+}
+
+impl Lab {
+    /// Starts `cartlab up` in `dir` with exactly `args` (no `--listen` added: pass one), and
+    /// waits until `ready` finds the URL in the stdout lines printed so far. The environment
+    /// variables that stand for flags or variables (`SPIN_*`, `RUNTIME_CONFIG_FILE`, wasmtime's
+    /// cache ones) are removed: only `args` configure it.
+    pub fn launch(
+        dir: &Path,
+        args: &[&str],
+        ready: impl Fn(&[String]) -> Option<String>,
+    ) -> Result<Launched, Exited> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cartlab"));
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("SPIN_")
+                || [
+                    "RUNTIME_CONFIG_FILE",
+                    "DISABLE_WASMTIME_CACHE",
+                    "WASMTIME_CACHE_FILE",
+                ]
+                .contains(&text.as_ref())
+            {
+                command.env_remove(&name);
+            }
+        }
+        let mut child = command
+            .arg("up")
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cartlab");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = line_tx.send(line);
+            }
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[cartlab] {line}");
+                let _ = err_tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + LAUNCH_WITHIN;
+        let mut head = Vec::new();
+        let mut timed_out = false;
+        loop {
+            match line_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    head.push(line);
+                    if let Some(url) = ready(&head) {
+                        return Ok(Launched {
+                            lab: Lab {
+                                child,
+                                url,
+                                stderr: err_rx,
+                            },
+                            head,
+                            stdout: line_rx,
+                        });
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        timed_out = true;
+                        let _ = child.kill();
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = child.wait().expect("wait for cartlab");
+        head.extend(drain(&line_rx));
+        Err(Exited {
+            status,
+            timed_out,
+            stdout: head.join("\n"),
+            stderr: drain(&err_rx).join("\n"),
+        })
+    }
+
+    /// Starts `cartlab up` in `dir` with exactly `args` (pass a `--listen`); ready at `Serving`.
+    pub fn try_start_in(dir: &Path, args: &[&str]) -> Result<Lab, Exited> {
+        Self::launch(dir, args, serving_line).map(|launched| launched.lab)
+    }
+
+    pub fn start_in(dir: &Path, args: &[&str]) -> Lab {
+        Self::try_start_in(dir, args).unwrap_or_else(|exited| {
+            panic!(
+                "cartlab up {args:?} did not start ({}{}): {}",
+                exited.status,
+                if exited.timed_out { ", timed out" } else { "" },
+                exited.stderr
+            )
+        })
+    }
+
+    /// Reads the host's stderr until a line contains `needle`; the lines read, that one last.
+    /// Panics if none does within 30 s.
+    pub fn wait_for_log(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(remaining) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    seen.push(line);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line containing {needle:?} within 30 s; read:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Stops the host with SIGTERM; its exit status success and the rest of its log, read to
+    /// its end (not just what arrived within a moment).
+    pub fn stop_with_whole_log(mut self) -> (bool, Vec<String>) {
+        let stopped = self.terminate();
+        (stopped, drain(&self.stderr))
+    }
+}
+
+/// Runs `cartlab up` in `dir` with exactly `args`, expecting it to fail at start-up: panics if
+/// it starts serving (plain or JSON summary) or neither serves nor exits.
+pub fn up_exits(dir: &Path, args: &[&str]) -> Exited {
+    match Lab::launch(dir, args, |lines| {
+        serving_line(lines).or_else(|| json_ready(lines))
+    }) {
+        Ok(launched) => panic!(
+            "cartlab up {args:?} should have failed at start-up, but it serves {}",
+            launched.lab.url
+        ),
+        Err(exited) => {
+            assert!(
+                !exited.timed_out,
+                "cartlab up {args:?} neither served nor exited; stderr: {}",
+                exited.stderr
+            );
+            assert!(
+                !exited.status.success(),
+                "cartlab up {args:?} should have failed; stdout: {}",
+                exited.stdout
+            );
+            exited
+        }
+    }
+}

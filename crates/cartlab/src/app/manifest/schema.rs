@@ -112,8 +112,7 @@ pub(super) struct ExecutorToml {
 #[serde(deny_unknown_fields)]
 pub(super) struct ComponentToml {
     pub source: SourceToml,
-    #[serde(rename = "description")]
-    _description: Option<String>,
+    pub description: Option<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
     #[serde(default)]

@@ -33,6 +33,7 @@ fn manifest() -> AppManifest {
         "comp".to_owned(),
         ComponentDecl {
             id: "comp".into(),
+            description: None,
             source: PathBuf::from("/x.wasm"),
             key_value_stores: vec![],
             variables: cvars,

@@ -2,16 +2,18 @@
 //! written as JSON and CSV (`plot` draws the SVG from the same rows).
 
 use super::ExperimentArgs;
+use super::infer::InstanceCounts;
 use super::shopper::{Mix, Outcome};
 use crate::client::Design;
 use anyhow::Context as _;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// One row of the results: a scenario seen through one design.
+/// One row of the results: a scenario (or a `--url` target) seen through one design.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
+    /// The scenario's name, or the `--url` target's label.
     pub scenario: String,
     pub design: Design,
     pub shoppers: usize,
@@ -21,11 +23,41 @@ pub struct Row {
     pub requests: u64,
     /// Answers other than 2xx (crashes' collateral, 503s), crash requests excluded.
     pub errors: u64,
+    /// From the lab host's events; with `--url`, inferred (distinct instances that answered).
     pub instances_started: u64,
+    /// From the lab host's events; with `--url`, inferred (see `infer`).
     pub recycles: u64,
     pub recycles_per_100_requests: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Crash requests the instance trapped on (500).
+    pub crashes: u64,
+    /// Crash requests the host refused (403 `crash_disabled`, 404, 405); after the first,
+    /// shoppers send no more.
+    pub crashes_refused: u64,
+}
+
+/// What results.json says about one `--url` target.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TargetReport {
+    pub(super) label: String,
+    pub(super) url: String,
+    /// The crash rate asked for (0: no crashes sent).
+    pub(super) crash_rate: f64,
+    /// Component -> the answer of its first refused crash (`403 crash_disabled: ...`).
+    pub(super) crashes_refused_by: std::collections::BTreeMap<String, String>,
+}
+
+/// How a run was set up, beside its rows.
+pub(super) struct RunInfo {
+    /// Where the sessions lived (the lab hosts' stores), or what is known of it.
+    pub(super) store: String,
+    /// The crash rate in effect (the crash scenarios', or the targets').
+    pub(super) crash_rate: f64,
+    pub(super) instance_counts: InstanceCounts,
+    /// Empty for the scenario matrix.
+    pub(super) targets: Vec<TargetReport>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +71,9 @@ pub(super) struct Report<'a> {
     mix: Mix,
     crash_rate: f64,
     seed: u64,
+    instance_counts: &'a InstanceCounts,
+    #[serde(skip_serializing_if = "<[TargetReport]>::is_empty")]
+    targets: &'a [TargetReport],
     rows: &'a [Row],
 }
 
@@ -82,6 +117,8 @@ pub(super) fn summarise(
         recycles_per_100_requests: round(100.0 * recycled as f64 / requests.max(1) as f64, 2),
         p50_ms: round(percentile(&latencies, 0.50), 2),
         p99_ms: round(percentile(&latencies, 0.99), 2),
+        crashes: outcomes.iter().map(|o| o.crashes).sum(),
+        crashes_refused: outcomes.iter().map(|o| o.crashes_refused).sum(),
     }
 }
 
@@ -122,10 +159,47 @@ pub(super) fn print_table(rows: &[Row]) {
     }
 }
 
+/// With `--url`: how the counts were made, and each target's URL and crashes.
+pub(super) fn print_targets(info: &RunInfo) {
+    if info.targets.is_empty() {
+        return;
+    }
+    println!(
+        "\ninstances and recycles are {} from the serverId and requestsServed the carts \
+         report (see --help)",
+        info.instance_counts.source
+    );
+    let width = info
+        .targets
+        .iter()
+        .map(|target| target.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    for target in &info.targets {
+        let crashes = if target.crash_rate <= 0.0 {
+            "no crashes".to_string()
+        } else if target.crashes_refused_by.is_empty() {
+            format!("crash rate {}", target.crash_rate)
+        } else {
+            let refusals: Vec<String> = target
+                .crashes_refused_by
+                .iter()
+                .map(|(component, answer)| format!("{component} refused ({answer})"))
+                .collect();
+            format!(
+                "crash rate {}, but {}: shopped without crashes there",
+                target.crash_rate,
+                refusals.join(", ")
+            )
+        };
+        println!("{:<width$}  {}  {crashes}", target.label, target.url);
+    }
+}
+
 /// Writes `results.json` and `results.csv` into the output folder; returns their paths.
 pub(super) fn write_outputs(
     options: &ExperimentArgs,
-    store: &str,
+    info: &RunInfo,
     rows: &[Row],
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
     let command = std::iter::once("cartlab".to_string())
@@ -134,13 +208,15 @@ pub(super) fn write_outputs(
         .join(" ");
     let report = Report {
         command,
-        store,
+        store: &info.store,
         shoppers: options.shoppers,
         actions_per_shopper: options.actions,
         think_time: options.think_time.to_string(),
         mix: options.mix,
-        crash_rate: options.crash_rate,
+        crash_rate: info.crash_rate,
         seed: options.seed,
+        instance_counts: &info.instance_counts,
+        targets: &info.targets,
         rows,
     };
     let json_path = options.out.join("results.json");
@@ -155,12 +231,13 @@ pub(super) fn write_outputs(
 pub(super) fn to_csv(rows: &[Row]) -> String {
     let mut csv = String::from(
         "scenario,design,shoppers,carts_intact,carts_intact_pct,items_lost,requests,errors,\
-         instances_started,recycles,recycles_per_100_requests,p50_ms,p99_ms\n",
+         instances_started,recycles,recycles_per_100_requests,p50_ms,p99_ms,crashes,\
+         crashes_refused\n",
     );
     for row in rows {
-        // Scenario names are ours (no quotes or commas), but quote them anyway.
+        // Scenario names are ours, labels the user's: quoted, quotes doubled.
         csv.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             row.scenario.replace('"', "\"\""),
             match row.design {
                 Design::Stateful => "stateful",
@@ -176,7 +253,9 @@ pub(super) fn to_csv(rows: &[Row]) -> String {
             row.recycles,
             row.recycles_per_100_requests,
             row.p50_ms,
-            row.p99_ms
+            row.p99_ms,
+            row.crashes,
+            row.crashes_refused
         ));
     }
     csv

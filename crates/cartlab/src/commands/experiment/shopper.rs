@@ -2,6 +2,7 @@
 //! design through `cartlab::client`, noting every item that goes missing.
 
 use super::ExperimentArgs;
+use super::infer::Sighting;
 use crate::client::{Answer, Design, Shopper};
 use anyhow::{Context as _, bail};
 use cart_core::Cents;
@@ -10,6 +11,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 /// What shoppers put in carts.
 pub(super) const PRODUCTS: [(&str, Cents); 6] = [
@@ -69,6 +72,43 @@ pub(super) struct Outcome {
     pub(super) requests: u64,
     pub(super) errors: u64,
     pub(super) latencies_ms: Vec<f64>,
+    /// Crash requests the instance trapped on (answered 500).
+    pub(super) crashes: u64,
+    /// Crash requests the host refused (403 `crash_disabled`, 404, 405).
+    pub(super) crashes_refused: u64,
+    /// The instance of every answer that named one, for `--url`'s inferred counts.
+    pub(super) sightings: Vec<Sighting>,
+}
+
+/// The crash action for one design on one host: how often shoppers take it, and whether
+/// the host refused it.
+#[derive(Debug, Default)]
+pub(super) struct Crashes {
+    rate: f64,
+    /// The first refusal's answer (`403 crash_disabled: ...`). From then on shoppers still
+    /// roll for a crash, so that their journeys stay those of a host that allows it, but
+    /// send none.
+    refused: OnceLock<String>,
+}
+
+impl Crashes {
+    pub(super) fn at_rate(rate: f64) -> Crashes {
+        Crashes {
+            rate: rate.clamp(0.0, 1.0),
+            refused: OnceLock::new(),
+        }
+    }
+
+    /// How the host answered the first crash it refused, if it refused one.
+    pub(super) fn refusal(&self) -> Option<&str> {
+        self.refused.get().map(String::as_str)
+    }
+}
+
+/// A crash answer that means "not here": the component's 403 `crash_disabled` (Spin
+/// variable `crash_enabled = false`), or a host without the route or the method.
+pub(super) fn is_refusal(status: u16) -> bool {
+    (403..=405).contains(&status)
 }
 
 pub(super) enum Action {
@@ -81,7 +121,7 @@ pub(super) async fn shop(
     design: Design,
     shopper: &Shopper,
     options: &ExperimentArgs,
-    crash_rate: f64,
+    crashes: &Crashes,
     seed: u64,
 ) -> anyhow::Result<Outcome> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -95,9 +135,17 @@ pub(super) async fn shop(
     let total_weight = options.mix.add + options.mix.view + options.mix.remove;
     for _ in 0..options.actions {
         tokio::time::sleep(options.think_time.sample()).await;
-        if crash_rate > 0.0 && rng.random_bool(crash_rate.clamp(0.0, 1.0)) {
-            let _ = shopper.crash(design).await?;
+        let wants_crash = crashes.rate > 0.0 && rng.random_bool(crashes.rate);
+        if wants_crash && crashes.refusal().is_none() {
+            let answer = shopper.crash(design).await?;
             outcome.requests += 1;
+            sight(&mut outcome, &answer);
+            if answer.status == 500 {
+                outcome.crashes += 1;
+            } else if is_refusal(answer.status) {
+                outcome.crashes_refused += 1;
+                let _ = crashes.refused.set(answer.describe_error());
+            }
         }
         let roll = rng.random_range(0..total_weight);
         let action = if roll < options.mix.add {
@@ -149,6 +197,7 @@ pub(super) fn observe(
     answer: &Answer,
 ) {
     outcome.requests += 1;
+    sight(outcome, answer);
     outcome
         .latencies_ms
         .push(answer.elapsed.as_secs_f64() * 1000.0);
@@ -175,6 +224,17 @@ pub(super) fn observe(
     }
     *expected = seen;
     *last_seen = cart.clone();
+}
+
+/// Notes the instance that answered, when the answer names one.
+fn sight(outcome: &mut Outcome, answer: &Answer) {
+    if !answer.instance.is_empty() {
+        outcome.sightings.push(Sighting {
+            at: Instant::now(),
+            server_id: answer.instance.clone(),
+            requests_served: answer.requests,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +314,9 @@ mod tests {
         assert_eq!(outcome.items_lost, 3);
         observe(&mut outcome, &mut expected, &mut seen, &answer(503, &[]));
         assert_eq!((outcome.requests, outcome.errors), (5, 1));
+        // Every answer named its instance, the failed one too: all are sightings.
+        assert_eq!(outcome.sightings.len(), 5);
+        assert!(outcome.sightings.iter().all(|s| s.server_id == "a"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::app::manifest::AppManifest;
 use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
 use crate::commands::up::UpArgs;
+use crate::runtime::guest_output::GuestOutput;
 use crate::runtime::instance::{ComponentGrants, InstanceState};
 use crate::runtime::instances::Instances;
 use crate::runtime::kv::faults::Faults;
@@ -13,10 +14,12 @@ use crate::runtime::lab::Lab;
 use crate::runtime::outbound::AllowedHosts;
 use crate::runtime::pool::{POOLED_INSTANCES, PoolContext};
 use crate::runtime::spin_redis::SharedRedis;
-use crate::serve::host::App;
+use crate::serve::host::{App, AppInfo};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
@@ -34,7 +37,18 @@ fn engine(options: &UpArgs) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model_async(true);
     config.concurrency_support(true);
-    if !options.disable_cache {
+    if let Some(file) = &options.cache {
+        let cache = wasmtime::CacheConfig::from_file(Some(file))
+            .and_then(wasmtime::Cache::new)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "--cache {}: not a usable wasmtime cache configuration",
+                    file.display()
+                )
+            })?;
+        config.cache(Some(cache));
+    } else if !options.disable_cache {
         // wasmtime's own compilation cache (~/.cache/wasmtime): a restart, or
         // a test starting another host, does not compile the same .wasm again.
         match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
@@ -44,6 +58,7 @@ fn engine(options: &UpArgs) -> anyhow::Result<Engine> {
             Err(error) => tracing::warn!(error = %error, "compilation cache disabled"),
         }
     }
+    config.debug_info(options.debug_info);
     if options.perfmap {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
@@ -74,27 +89,41 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
 
 /// Loads everything `cartlab up` serves; every configuration problem is an
 /// error here, before any port is opened.
-/// `guest_output` passes the components' stdout/stderr through (as `spin
-/// up` does).
+/// `guest_output` sends the components' stdout/stderr where `-L`, `--follow` and `--quiet`
+/// say (as `spin up` does); without it they go nowhere.
 pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<LoadedApp> {
+    options.unsupported.refuse()?;
     let policy = options.reuse_policy()?;
     let app_args = &options.app;
-    let manifest = crate::app::manifest::load(&app_args.from)?;
+    let mut manifest = crate::app::manifest::load(&app_args.from)?;
+    if !options.component_ids.is_empty() {
+        manifest = manifest.retain_components(&options.component_ids)?;
+    }
     let state_dir = app_args
         .state_dir
         .clone()
         .unwrap_or_else(|| manifest.dir.join(".spin"));
+    let output = if guest_output {
+        options.guest_output(&state_dir)
+    } else {
+        GuestOutput::silent()
+    };
+    output.prepare(manifest.components.keys().map(String::as_str))?;
     let runtime_config =
         crate::app::runtime_config::load(app_args.runtime_config_file.as_deref(), &state_dir)?;
     runtime_config.check_grants(&manifest)?;
     let cli_variables = crate::app::variables::collect_cli_variables(&app_args.variables)?;
     let variables = Variables::resolve(&manifest, &cli_variables, |name| std::env::var(name).ok())?;
     let router = manifest.router.clone();
-    if !app_args.no_build {
+    {
         // Building runs cargo and waits on it: keep it off the async workers.
-        let manifest = manifest.clone();
+        let (manifest, build) = (manifest.clone(), app_args.build);
         tokio::task::spawn_blocking(move || {
-            crate::runtime::component_build::ensure_built(&manifest)
+            if build {
+                crate::runtime::component_build::build_all(&manifest)
+            } else {
+                crate::runtime::component_build::check_built(&manifest)
+            }
         })
         .await??;
     }
@@ -104,6 +133,7 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
     let kv_faults = options.kv_faults();
     let faults = (!kv_faults.is_none()).then(|| Faults::new(kv_faults));
     let stores = open_stores(&manifest, &runtime_config, faults.as_ref()).await?;
+    seed_default_store(&options.key_values, &stores, &runtime_config).await?;
 
     let lab = Arc::new(Lab::new(options.lab_api));
     let mut components = BTreeMap::new();
@@ -163,7 +193,7 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
                 .collect(),
             allowed_outbound_hosts,
             shared_redis: shared_redis.clone(),
-            guest_output,
+            output: output.sinks(id)?,
         });
         let context = PoolContext::new(engine.clone(), pre, grants, lab.clone());
         components.insert(
@@ -172,9 +202,14 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
         );
     }
     let store_configs = runtime_config.key_value.clone();
+    let info = AppInfo {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+    };
     Ok(LoadedApp {
         manifest,
         app: Arc::new(App {
+            info,
             router,
             components,
             lab,
@@ -220,6 +255,81 @@ async fn open_stores(
     Ok(stores)
 }
 
+/// `--key-value`: the pairs are written into the store `default` before serving, as Spin
+/// writes them (the backend's own `set`; a component reads them with `get`).
+async fn seed_default_store(
+    pairs: &[(String, String)],
+    stores: &BTreeMap<String, Arc<dyn crate::runtime::kv::KvBackend>>,
+    runtime_config: &RuntimeConfig,
+) -> anyhow::Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let label = crate::app::runtime_config::DEFAULT_LABEL;
+    let store = match stores.get(label) {
+        Some(store) => store.clone(),
+        // No component is granted `default`: Spin still has it, so open it for the pairs.
+        None => {
+            let config = runtime_config
+                .key_value
+                .get(label)
+                .with_context(|| format!("--key-value: no key-value store `{label}`"))?;
+            crate::runtime::kv::open(label, config, None)
+                .await
+                .with_context(|| format!("--key-value: cannot open key-value store `{label}`"))?
+        }
+    };
+    for (key, value) in pairs {
+        store
+            .set(key.clone(), value.clone().into_bytes())
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))
+            .with_context(|| format!("--key-value: cannot set `{key}` in store `{label}`"))?;
+    }
+    tracing::info!(
+        store = label,
+        keys = pairs.len(),
+        "--key-value pairs written"
+    );
+    Ok(())
+}
+
+/// Ports `--find-free-port` tries, `--listen`'s first, as Spin does.
+const FREE_PORT_TRIES: u16 = 10;
+
+/// Listens on `address`, or with `find_free_port` on the first free port from it on.
+async fn bind(address: SocketAddr, find_free_port: bool) -> anyhow::Result<TcpListener> {
+    let tries = if find_free_port && address.port() != 0 {
+        FREE_PORT_TRIES
+    } else {
+        1
+    };
+    let mut candidate = address;
+    for _ in 0..tries {
+        match TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                if !find_free_port {
+                    anyhow::bail!(
+                        "{address} is already in use; to listen on the next free port, use --find-free-port"
+                    );
+                }
+                let Some(next) = candidate.port().checked_add(1) else {
+                    break;
+                };
+                candidate.set_port(next);
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot listen on {candidate}"));
+            }
+        }
+    }
+    anyhow::bail!(
+        "--find-free-port: no free port among the {FREE_PORT_TRIES} from {}",
+        address.port()
+    )
+}
+
 /// How long requests in flight may finish once a host is told to stop.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -238,11 +348,14 @@ impl LocalHost {
     pub async fn start(options: &UpArgs, guest_output: bool) -> anyhow::Result<Self> {
         // Bad limits are a start-up error, before anything is loaded.
         options.limits.check()?;
+        let tls = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::serve::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let loaded = load(options, guest_output).await?;
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", options.listen))?;
+        let listener = bind(options.listen, options.find_free_port).await?;
         let address = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(crate::serve::server::serve(
             loaded.app.clone(),
@@ -252,9 +365,10 @@ impl LocalHost {
             },
             SHUTDOWN_GRACE,
             options.limits.clone(),
+            tls,
         ));
         Ok(Self {
-            url: format!("http://{address}"),
+            url: format!("{scheme}://{address}"),
             address,
             loaded,
             stop,

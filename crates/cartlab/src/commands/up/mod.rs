@@ -4,6 +4,7 @@
 //! hosts they start here.
 
 pub mod load;
+pub mod unsupported;
 
 use super::AppArgs;
 use crate::app::duration::parse_duration;
@@ -11,11 +12,13 @@ use crate::app::manifest::AppManifest;
 use crate::app::sampled::Sampled;
 use crate::commands::up::load::LocalHost;
 use crate::runtime::fleet::{FleetOptions, Routing};
+use crate::runtime::guest_output::{FollowComponents, GuestOutput};
 use crate::runtime::kv::faults::FaultSpec;
 use crate::runtime::lab::LabAccess;
 use crate::runtime::pool::{POOLED_INSTANCES, ReusePolicy};
 use crate::serve::limits::ServeLimits;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `--listen` when not given, as in `spin up`.
@@ -38,8 +41,41 @@ pub struct UpArgs {
     #[command(flatten)]
     pub app: AppArgs,
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// When --listen's port is taken, listen on the next free one (up to 10 ports on).
+    #[arg(long)]
+    pub find_free_port: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key [default: plain HTTP].
+    #[arg(long, env = "SPIN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SPIN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Set KEY=VALUE in the key-value store `default` before serving, overwriting what is
+    /// there (repeatable).
+    #[arg(long = "key-value", value_name = "KEY=VALUE", value_parser = crate::app::variables::parse_key_value)]
+    pub key_values: Vec<(String, String)>,
+    /// Serve only this component and its routes (repeatable) [default: every component].
+    #[arg(short = 'c', long = "component-id", value_name = "COMPONENT")]
+    pub component_ids: Vec<String>,
+    /// How the start-up summary (address and routes) is printed on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Plain)]
+    pub format: SummaryFormat,
+    /// Directory for each component's output, `<component>_stdout.txt` and
+    /// `<component>_stderr.txt`, appended to; `""` writes no files [default: `logs` in the
+    /// state dir].
+    #[arg(short = 'L', long = "log-dir", env = "SPIN_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Empty the component log files before serving.
+    #[arg(long)]
+    pub truncate_logs: bool,
+    /// Echo only these components' output to stderr (repeatable) [default: every component's].
+    #[arg(long = "follow", value_name = "COMPONENT")]
+    pub follow: Vec<String>,
+    /// Echo no component output to stderr (the log files still get it).
+    #[arg(short = 'q', long, alias = "shush", conflicts_with = "follow")]
+    pub quiet: bool,
     /// Requests one instance serves before it is recycled (N or A..B) [default: 128;
     /// with --instances: unlimited].
     #[arg(long)]
@@ -67,15 +103,21 @@ pub struct UpArgs {
     #[arg(long)]
     pub disable_pooling: bool,
     /// Compile components afresh instead of using wasmtime's compilation cache.
-    #[arg(long)]
+    #[arg(long, env = "DISABLE_WASMTIME_CACHE", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "cache")]
     pub disable_cache: bool,
+    /// wasmtime's cache configuration file (TOML) [default: wasmtime's own default cache].
+    #[arg(long, env = "WASMTIME_CACHE_FILE")]
+    pub cache: Option<PathBuf>,
+    /// Keep the components' DWARF debug info, for debugging them with gdb or lldb.
+    #[arg(long)]
+    pub debug_info: bool,
     /// Lab only: write /tmp/perf-<pid>.map, so that `perf report` names the functions of
     /// the components as well as the host's (wasmtime's perfmap profiler; for
     /// `bench/harness.py profile`).
     #[arg(long)]
     pub perfmap: bool,
     /// Largest linear memory an instance may have, in bytes [default: 256 MiB].
-    #[arg(long)]
+    #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
     pub max_instance_memory: Option<usize>,
     /// Lab only: keep N long-lived instances per component behind a load
     /// balancer (the seed's N servers) instead of Spin's instances on demand.
@@ -98,6 +140,17 @@ pub struct UpArgs {
     /// write is applied, then answered after DURATION) [default: none].
     #[arg(long, value_name = "SPEC", value_parser = clap::value_parser!(FaultSpec))]
     pub kv_faults: Option<FaultSpec>,
+    #[command(flatten)]
+    pub unsupported: unsupported::UnsupportedFlags,
+}
+
+/// `--format`: the start-up summary's shape, as in `spin up`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    /// `Serving URL`, then each route with its component and description.
+    Plain,
+    /// One JSON object: `base_url` and `routes` (`id`, `route`, `wildcard`, `description`).
+    Json,
 }
 
 impl UpArgs {
@@ -107,6 +160,16 @@ impl UpArgs {
         Self {
             app,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            find_free_port: false,
+            tls_cert: None,
+            tls_key: None,
+            key_values: Vec::new(),
+            component_ids: Vec::new(),
+            format: SummaryFormat::Plain,
+            log_dir: None,
+            truncate_logs: false,
+            follow: Vec::new(),
+            quiet: false,
             max_instance_reuse_count: None,
             max_instance_concurrent_reuse_count: None,
             idle_instance_timeout: None,
@@ -116,6 +179,8 @@ impl UpArgs {
             limits: ServeLimits::default(),
             disable_pooling: false,
             disable_cache: false,
+            cache: None,
+            debug_info: false,
             perfmap: false,
             max_instance_memory: None,
             instances: None,
@@ -124,6 +189,7 @@ impl UpArgs {
                 .expect("the default restart delay parses"),
             lab_api: DEFAULT_LAB_API,
             kv_faults: None,
+            unsupported: Default::default(),
         }
     }
 
@@ -171,6 +237,28 @@ impl UpArgs {
         })
     }
 
+    /// Where the components' output goes: `-L` (default `logs` in `state_dir`), `--follow`,
+    /// `--quiet`, `--truncate-logs`.
+    pub fn guest_output(&self, state_dir: &std::path::Path) -> GuestOutput {
+        let log_dir = match &self.log_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => Some(state_dir.join("logs")),
+        };
+        let follow = if self.quiet {
+            FollowComponents::None
+        } else if self.follow.is_empty() {
+            FollowComponents::All
+        } else {
+            FollowComponents::Named(self.follow.iter().cloned().collect())
+        };
+        GuestOutput {
+            log_dir,
+            truncate: self.truncate_logs,
+            follow,
+        }
+    }
+
     pub fn kv_faults(&self) -> FaultSpec {
         self.kv_faults.unwrap_or_default()
     }
@@ -204,7 +292,7 @@ impl UpArgs {
             limits = ?self.limits,
             "cartlab up ready"
         );
-        print_summary(host.address, &loaded.manifest);
+        print_summary(&host.url, &loaded.manifest, self.format);
         super::shutdown_signal().await;
         host.stop().await?;
         tracing::info!("stopped");
@@ -212,21 +300,76 @@ impl UpArgs {
     }
 }
 
-/// The same summary `spin up` prints; tests read the address from it. A
-/// closed stdout must not take the host down, so write errors are ignored.
-fn print_summary(address: SocketAddr, manifest: &AppManifest) {
+/// `--format json`: Spin's fields, in Spin's order.
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    base_url: &'a str,
+    routes: Vec<JsonRoute<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonRoute<'a> {
+    id: &'a str,
+    route: &'a str,
+    wildcard: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+/// The summary `spin up` prints, in its `--format`; tests read the address from it. A closed
+/// stdout must not take the host down, so write errors are ignored.
+fn print_summary(url: &str, manifest: &AppManifest, format: SummaryFormat) {
     use std::io::Write as _;
-    let mut summary = format!("Serving http://{address}\nAvailable Routes:\n");
-    for route in manifest.router.routes() {
-        let (shown, wildcard) = match route.route.strip_suffix("/...") {
-            Some(prefix) => (prefix, " (wildcard)"),
-            None => (route.route.as_str(), ""),
-        };
-        summary.push_str(&format!(
-            "  {}: http://{address}{shown}{wildcard}\n",
-            route.component
-        ));
-    }
+    let description = |component: &str| {
+        manifest
+            .components
+            .get(component)
+            .and_then(|decl| decl.description.clone())
+    };
+    let summary = match format {
+        SummaryFormat::Plain => {
+            let mut summary = format!("Serving {url}\nAvailable Routes:\n");
+            for route in manifest.router.routes() {
+                let (shown, wildcard) = match route.route.strip_suffix("/...") {
+                    Some(prefix) => (prefix, " (wildcard)"),
+                    None => (route.route.as_str(), ""),
+                };
+                summary.push_str(&format!("  {}: {url}{shown}{wildcard}\n", route.component));
+                if let Some(text) = description(&route.component) {
+                    summary.push_str(&format!("    {text}\n"));
+                }
+            }
+            summary
+        }
+        SummaryFormat::Json => {
+            let routes = manifest
+                .router
+                .routes()
+                .map(|route| {
+                    let (path, wildcard) = match route.route.strip_suffix("/...") {
+                        Some("") => ("/", true),
+                        Some(prefix) => (prefix, true),
+                        None => (route.route.as_str(), false),
+                    };
+                    JsonRoute {
+                        id: &route.component,
+                        route: path,
+                        wildcard,
+                        description: description(&route.component),
+                    }
+                })
+                .collect();
+            let summary = JsonSummary {
+                base_url: url,
+                routes,
+            };
+            // Strings and booleans: serialising cannot fail.
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            )
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(summary.as_bytes());
     let _ = stdout.flush();
