@@ -143,7 +143,7 @@ impl ClusterArgs {
         for number in 1..=self.members {
             let name = format!("m{number}");
             let child = self
-                .spawn_member(&exe, &config_file, &name)
+                .spawn_member(&exe, &config_file)
                 .with_context(|| format!("cannot start member {name} ({})", exe.display()))?;
             starting.push((name, child));
         }
@@ -291,7 +291,7 @@ impl ClusterArgs {
         }
     }
 
-    fn spawn_member(&self, exe: &Path, config_file: &Path, name: &str) -> anyhow::Result<Child> {
+    fn spawn_member(&self, exe: &Path, config_file: &Path) -> anyhow::Result<Child> {
         let child = Command::new(exe)
             .arg("up")
             .arg("--listen")
@@ -303,7 +303,6 @@ impl ClusterArgs {
             .args(&self.up_args)
             // The flag above wins over the variable, but keep the member's view simple.
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
-            .env("CARTLAB_CLUSTER_MEMBER", name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

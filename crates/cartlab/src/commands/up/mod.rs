@@ -17,6 +17,7 @@ use crate::runtime::kv::faults::FaultSpec;
 use crate::runtime::lab::LabAccess;
 use crate::runtime::pool::{POOLED_INSTANCES, ReusePolicy};
 use crate::serve::limits::ServeLimits;
+use clap::builder::TypedValueParser as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub struct UpArgs {
     /// Directory for each component's output, `<component>_stdout.txt` and
     /// `<component>_stderr.txt`, appended to; `""` writes no files [default: `logs` in the
     /// state dir].
-    #[arg(short = 'L', long = "log-dir", env = "SPIN_LOG_DIR")]
+    #[arg(short = 'L', long = "log-dir", env = "SPIN_LOG_DIR", value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub log_dir: Option<PathBuf>,
     /// Empty the component log files before serving.
     #[arg(long)]
