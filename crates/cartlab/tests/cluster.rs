@@ -23,9 +23,8 @@
 
 mod common;
 
-use common::{Cents, Design, RedisServer, Shopper, redis_runtime_config, repo_root};
+use common::{Cents, Design, RedisServer, Shopper, drain_output, redis_runtime_config, repo_root};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -84,21 +83,7 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cartlab cluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (out_tx, out_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = out_tx.send(line);
-            }
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[cluster] {line}");
-                let _ = err_tx.send(line);
-            }
-        });
+        let (out_rx, err_rx) = drain_output(&mut child, "cluster");
         let mut cluster = Cluster {
             child,
             front: String::new(),

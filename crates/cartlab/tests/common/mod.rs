@@ -22,6 +22,31 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
+/// Drains a child's stdout and stderr on their own threads, as lines: stderr is echoed with
+/// `tag` for the test's log. They keep draining after the test stops listening, since a
+/// closed pipe would make the child's next write fail.
+pub fn drain_output(
+    child: &mut Child,
+    tag: &'static str,
+) -> (mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (out_tx, out_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{tag}] {line}");
+            let _ = err_tx.send(line);
+        }
+    });
+    (out_rx, err_rx)
+}
+
 /// A running `cartlab up`, stopped with SIGTERM when dropped.
 pub struct Lab {
     child: Child,
@@ -48,23 +73,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("spawn: {e}"))?;
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (line_tx, line_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining after the test stops listening: a closed pipe
-            // would make the host's next write fail.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = line_tx.send(line);
-            }
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[cartlab] {line}");
-                let _ = err_tx.send(line);
-            }
-        });
+        let (line_rx, err_rx) = drain_output(&mut child, "cartlab");
         // Building stale components may take a while on a cold machine.
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         loop {
@@ -333,21 +342,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cartlab");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (line_tx, line_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = line_tx.send(line);
-            }
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[cartlab] {line}");
-                let _ = err_tx.send(line);
-            }
-        });
+        let (line_rx, err_rx) = drain_output(&mut child, "cartlab");
         let deadline = std::time::Instant::now() + LAUNCH_WITHIN;
         let mut head = Vec::new();
         let mut timed_out = false;
