@@ -3,24 +3,8 @@
 
 mod common;
 
-use common::{Lab, RedisServer, redis_runtime_config, repo_root, with_redis};
-use std::process::{Command, Output, Stdio};
-
-fn cartlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cartlab"))
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cartlab")
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{Lab, RedisServer, cartlab, redis_runtime_config, text, with_redis};
+use std::process::Output;
 
 fn assert_seed_verdicts(output: &Output) {
     let (stdout, stderr) = text(output);

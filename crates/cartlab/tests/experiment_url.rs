@@ -5,31 +5,14 @@
 
 mod common;
 
-use common::{Lab, repo_root};
+use common::{Lab, cartlab, text};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// The tests here share two cores with the hosts they start: one at a time, so that a
 /// shopper's think time is never eaten by another test's hosts.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn cartlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cartlab"))
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cartlab")
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// A lab host on a free port with its stores in `dir`.
 fn lab(dir: &Path, extra: &[&str]) -> Lab {

@@ -351,10 +351,13 @@ fn find_haproxy(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         )
 }
 
-/// `haproxy -v`'s first line: that the binary runs, before any member is started.
-async fn haproxy_version(haproxy: &Path) -> anyhow::Result<String> {
-    let output = Command::new(haproxy)
-        .arg("-v")
+/// Runs `haproxy ARGS` to its end; a binary that cannot run says how to get one.
+async fn run_haproxy(
+    haproxy: &Path,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<std::process::Output> {
+    Command::new(haproxy)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .await
@@ -363,7 +366,12 @@ async fn haproxy_version(haproxy: &Path) -> anyhow::Result<String> {
                 "cannot run {} (install haproxy, e.g. `apt-get install haproxy`, or pass --haproxy PATH)",
                 haproxy.display()
             )
-        })?;
+        })
+}
+
+/// `haproxy -v`'s first line: that the binary runs, before any member is started.
+async fn haproxy_version(haproxy: &Path) -> anyhow::Result<String> {
+    let output = run_haproxy(haproxy, &["-v".as_ref()]).await?;
     let text = String::from_utf8_lossy(&output.stdout);
     let first = text.lines().next().unwrap_or_default().trim().to_string();
     if !output.status.success() || !first.contains("HAProxy") {
@@ -557,19 +565,11 @@ fn front_address(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 
 /// `haproxy -c -f cfg`: the configuration checked before it is used.
 async fn check_haproxy_config(haproxy: &Path, cfg_path: &Path) -> anyhow::Result<()> {
-    let output = Command::new(haproxy)
-        .arg("-c")
-        .arg("-f")
-        .arg(cfg_path)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot run {} (install haproxy, e.g. `apt-get install haproxy`, or pass --haproxy PATH)",
-                haproxy.display()
-            )
-        })?;
+    let output = run_haproxy(
+        haproxy,
+        &["-c".as_ref(), "-f".as_ref(), cfg_path.as_os_str()],
+    )
+    .await?;
     if !output.status.success() {
         bail!(
             "haproxy refused the configuration {} ({}):\n{}{}",

@@ -159,6 +159,24 @@ impl Drop for Lab {
     }
 }
 
+/// Runs `cartlab ARGS` in the repository to its end.
+pub fn cartlab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cartlab"))
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cartlab")
+}
+
+/// A finished command's stdout and stderr, as text.
+pub fn text(output: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs `cartlab up` expecting it to fail at start-up; returns its stderr.
 pub fn start_up_error(args: &[&str], dir: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_cartlab"))
