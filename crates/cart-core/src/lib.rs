@@ -1,5 +1,7 @@
-//! cartlab's cart and session logic, shared by the `stateless-cart` and `stateful-cart` Spin
-//! components and tested natively. Plain Rust: no Spin types.
+//! cartlab's cart and session logic, shared by every build of the cart components (spin-sdk 7
+//! for Spin >= 4.1 and Akamai Functions, spin-sdk 5.2 for Spin 3.x hosts) and tested natively.
+//! Plain Rust: no Spin types; each SDK's adapter implements the small traits here
+//! ([`RedisCommands`], [`WasiBucket`]).
 //!
 //! A component adapter builds [`Settings`] from Spin variables, an [`Instance`] from its
 //! statics, a [`Request`] from the HTTP request, and calls [`handle`] with its
@@ -33,7 +35,7 @@ pub mod testing;
 
 pub use api::{
     CRASH_MESSAGE, Handled, Instance, MAX_ATTEMPTS, MAX_BODY_BYTES, Request, Response,
-    error_response, handle,
+    error_response, handle, now_unix_secs,
 };
 pub use cart::{Cart, CartError, CartLine};
 pub use error::{ApiError, ErrorCode};
@@ -45,5 +47,7 @@ pub use money::Cents;
 pub use session::{Lifetime, SessionId, SessionRecord};
 pub use settings::{ConfigError, Secret, Settings, StoreMode, VARIABLE_NAMES};
 pub use store::{
-    KeyValue, MemoryKeyValue, MemoryStore, SessionStore, StoreError, TOMBSTONE, session_key,
+    Backend, BackendCas, CAS_SCRIPT, KeyValue, MemoryKeyValue, MemoryStore, RedisArg,
+    RedisCommands, RedisKeyValue, RedisReply, SessionStore, StoreError, TOMBSTONE, WasiBucket,
+    WasiKeyValue, key_value_error, redis_error, session_key,
 };

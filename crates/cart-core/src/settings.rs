@@ -1,5 +1,6 @@
 //! Per-component settings, and reading them from Spin variables' text.
 
+use crate::error::{ApiError, ErrorCode};
 use crate::session::Lifetime;
 use std::fmt;
 
@@ -60,6 +61,9 @@ pub struct Settings {
     pub crash_enabled: bool,
     /// Where sessions live (stateless component only).
     pub session_store: StoreMode,
+    /// The build has no key-value store (Akamai Functions' build): `session_store` may only
+    /// be `redis`.
+    pub redis_only: bool,
     /// Redis address for [`StoreMode::Redis`], e.g. `redis://127.0.0.1:6379`.
     pub redis_url: String,
     /// Redis password (`redis_password`, a secret variable; empty: none).
@@ -85,6 +89,17 @@ impl Settings {
         Settings::defaults("stateless")
     }
 
+    /// Defaults for the stateless build that keeps sessions in Redis only (Akamai Functions:
+    /// its key-value has no atomics, so no compare-and-swap, so concurrent adds would
+    /// overwrite each other).
+    pub fn stateless_redis_only() -> Settings {
+        Settings {
+            session_store: StoreMode::Redis,
+            redis_only: true,
+            ..Settings::stateless()
+        }
+    }
+
     /// Defaults for the in-memory component at `/stateful`.
     pub fn stateful() -> Settings {
         Settings::defaults("stateful")
@@ -100,6 +115,7 @@ impl Settings {
             session_max_age_secs: DEFAULT_SESSION_MAX_AGE_SECS,
             crash_enabled: true,
             session_store: StoreMode::KeyValue,
+            redis_only: false,
             redis_url: DEFAULT_REDIS_URL.to_owned(),
             redis_password: Secret::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
@@ -123,6 +139,27 @@ impl Settings {
         Lifetime {
             idle_secs: self.session_idle_secs,
             max_age_secs: self.session_max_age_secs,
+        }
+    }
+
+    /// Applies one variable as an adapter read it from its host: `Ok(None)` if it is undefined
+    /// (the default stays); `Err` if the host could not read it (the host's words go to the
+    /// log only: the answer names the variable).
+    pub fn apply_read<E: fmt::Debug>(
+        &mut self,
+        name: &str,
+        read: Result<Option<String>, E>,
+    ) -> Result<(), ApiError> {
+        match read {
+            Ok(Some(value)) => Ok(self.apply_variable(name, &value)?),
+            Ok(None) => Ok(()),
+            Err(e) => {
+                eprintln!("cartlab: cannot read Spin variable {name}: {e:?}");
+                Err(ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("this component cannot read its settings (Spin variable {name})"),
+                ))
+            }
         }
     }
 
@@ -155,6 +192,12 @@ impl Settings {
             }
             "session_store" => {
                 self.session_store = match value {
+                    "key-value" if self.redis_only => {
+                        return Err(bad(
+                            "redis: this build keeps sessions in Redis only (its host's \
+                             key-value has no compare-and-swap, so concurrent writes would be lost)",
+                        ));
+                    }
                     "key-value" => StoreMode::KeyValue,
                     "redis" => StoreMode::Redis,
                     _ => return Err(bad("key-value or redis")),
@@ -313,6 +356,26 @@ mod tests {
             assert!(err.to_string().contains("expected"));
             assert!(!err.to_string().contains("secret"), "never echoed: {err}");
         }
+    }
+
+    #[test]
+    fn the_redis_only_build_refuses_key_value() {
+        let mut s = Settings::stateless_redis_only();
+        assert_eq!(
+            (s.session_store, s.server_kind),
+            (StoreMode::Redis, "stateless")
+        );
+        assert_eq!(
+            s.cookie_name,
+            Settings::stateless().cookie_name,
+            "same cookie"
+        );
+        let err = s.apply_variable("session_store", "key-value").unwrap_err();
+        assert!(err.to_string().contains("Redis only"), "{err}");
+        assert_eq!(s.session_store, StoreMode::Redis);
+        s.apply_variable("session_store", "redis").unwrap();
+        let mut other = Settings::stateless();
+        other.apply_variable("session_store", "key-value").unwrap();
     }
 
     #[test]

@@ -6,11 +6,17 @@
 use crate::hex::lower_hex;
 use crate::session::{Lifetime, SessionId, SessionRecord};
 
+mod either;
 mod memory;
+mod redis;
+mod wasi_kv;
+pub use either::{Backend, BackendCas};
 pub use memory::MemoryStore;
+pub use redis::{CAS_SCRIPT, RedisArg, RedisCommands, RedisKeyValue, RedisReply, redis_error};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+pub use wasi_kv::{WasiBucket, WasiKeyValue, key_value_error};
 
 /// Prefix of every session key, so sessions are recognisable in `redis-cli`.
 pub const SESSION_KEY_PREFIX: &str = "cartlab:session:";
@@ -129,8 +135,8 @@ pub trait SessionStore {
 }
 
 /// A byte key-value store with compare-and-swap: what [`KvSessionStore`](crate::KvSessionStore) needs. The stateless
-/// component implements it twice: over `wasi:keyvalue` (store + atomics) and over `spin:redis`
-/// (`GET` + a compare-and-set Lua `EVAL`).
+/// builds use [`WasiKeyValue`] (`wasi:keyvalue` store + atomics) and [`RedisKeyValue`]
+/// (`spin:redis`: `GET` + a compare-and-set Lua `EVAL`), over their SDK's calls.
 #[allow(async_fn_in_trait)]
 pub trait KeyValue {
     /// What a conditional write compares against (a CAS handle, or the bytes read).

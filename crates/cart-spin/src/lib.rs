@@ -1,9 +1,12 @@
 //! The Spin side shared by both cart components: each instance's identity and
 //! request count, settings from Spin variables, the HTTP request in and the
-//! response out, and the crash. A component only picks its session store.
+//! response out, and the crash. A component only picks its session store. With the feature
+//! `redis`, also the `spin:redis` calls of cart-core's Redis store ([`redis::SpinRedis`]).
+
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use bytes::Bytes;
-use cart_core::contract::INSTANCE_ID_ENV;
 use cart_core::{
     ApiError, ErrorCode, Handled, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
     error_response,
@@ -15,7 +18,6 @@ use spin_sdk::http::Request;
 use spin_sdk::variables;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// This instance's id, fixed for its life: how users see Spin recycle instances.
 static INSTANCE_ID: OnceLock<String> = OnceLock::new();
@@ -32,7 +34,7 @@ pub async fn serve<S: SessionStore>(
     store: &S,
 ) -> http::Response<Full<Bytes>> {
     let instance = Instance {
-        id: INSTANCE_ID.get_or_init(instance_id).clone(),
+        id: INSTANCE_ID.get_or_init(Instance::id_from_env).clone(),
         requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
     };
     let settings = match settings(defaults).await {
@@ -76,7 +78,7 @@ pub async fn serve<S: SessionStore>(
         settings,
         store,
         &instance,
-        now_unix_secs(),
+        cart_core::now_unix_secs(),
         cart_core::Request {
             method: parts.method.as_str(),
             path: &path,
@@ -100,20 +102,6 @@ pub async fn serve<S: SessionStore>(
     to_http(response)
 }
 
-/// The name the host gave this instance through its environment, when it gave a sane one
-/// (the lab host does); otherwise a random id, as under Spin.
-fn instance_id() -> String {
-    std::env::var(INSTANCE_ID_ENV)
-        .ok()
-        .filter(|id| is_sane_instance_id(id))
-        .unwrap_or_else(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
-}
-
-/// 1 to 64 visible ASCII characters: fit for a header value and a log line.
-fn is_sane_instance_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// Reads Spin variables into settings (once per instance); a variable not mapped in spin.toml
 /// keeps its default. A component that picks its store from the settings calls this first;
 /// [`serve`] answers the same error if it fails.
@@ -123,18 +111,12 @@ pub async fn settings(defaults: fn() -> Settings) -> Result<&'static Settings, A
     }
     let mut settings = defaults();
     for name in VARIABLE_NAMES {
-        match variables::get(name).await {
-            Ok(value) => settings.apply_variable(name, &value)?,
-            Err(variables::Error::Undefined(_)) => {}
-            Err(e) => {
-                // The host's words go to the log only.
-                eprintln!("cartlab: cannot read Spin variable {name}: {e:?}");
-                return Err(ApiError::new(
-                    ErrorCode::InvalidConfig,
-                    format!("this component cannot read its settings (Spin variable {name})"),
-                ));
-            }
-        }
+        let read = match variables::get(name).await {
+            Ok(value) => Ok(Some(value)),
+            Err(variables::Error::Undefined(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        settings.apply_read(name, read)?;
     }
     Ok(SETTINGS.get_or_init(|| settings))
 }
@@ -155,12 +137,6 @@ async fn read_capped<B: Body<Data = Bytes>>(body: B) -> Result<Vec<u8>, B::Error
     Ok(bytes)
 }
 
-fn now_unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn to_http(response: cart_core::Response) -> http::Response<Full<Bytes>> {
     // With its length declared, a host can send head and body in one write, not chunked.
     let length = HeaderValue::from(response.body.len());
@@ -179,26 +155,4 @@ fn to_http(response: cart_core::Response) -> http::Response<Full<Bytes>> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_sane_instance_id;
-
-    #[test]
-    fn host_instance_ids_are_taken_only_when_sane() {
-        for good in ["stateful-cart#3", "a", &"x".repeat(64)] {
-            assert!(is_sane_instance_id(good), "{good:?}");
-        }
-        for bad in [
-            "",
-            "has space",
-            "tab\t",
-            "é",
-            "line\nbreak",
-            &"x".repeat(65),
-        ] {
-            assert!(!is_sane_instance_id(bad), "{bad:?}");
-        }
-    }
 }

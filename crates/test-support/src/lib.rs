@@ -2,8 +2,10 @@
 //! loopback ports, one module per server. A fixture panics (failing the test) when its
 //! server is missing or does not come up: tests that need a server never silently skip.
 
+pub mod redis_sentinel;
 pub mod redis_server;
 
+pub use redis_sentinel::{MASTER_NAME, SentinelSet};
 pub use redis_server::{RedisAuth, RedisServer};
 
 use std::net::TcpListener;

@@ -74,6 +74,8 @@ pub struct RedisServer {
     /// appendonly with fsync on every write: acknowledged writes survive `kill -9`.
     durable: bool,
     auth: RedisAuth,
+    /// More `redis-server` arguments (e.g. `--replicaof`), given after the fixture's own.
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -94,14 +96,28 @@ impl RedisServer {
         Self::launch(false, auth)
     }
 
-    fn launch(durable: bool, auth: RedisAuth) -> Self {
-        let mut server = Self {
+    /// Like [`start`](Self::start), with more `redis-server` arguments, e.g.
+    /// `["--replicaof", "127.0.0.1", "6379"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        let mut server = Self::unstarted(false, RedisAuth::Open);
+        server.args = args.iter().map(|a| (*a).to_owned()).collect();
+        server.spawn();
+        server
+    }
+
+    fn unstarted(durable: bool, auth: RedisAuth) -> Self {
+        Self {
             port: free_port(),
             dir: scratch_dir("redis"),
             child: None,
             durable,
             auth,
-        };
+            args: Vec::new(),
+        }
+    }
+
+    fn launch(durable: bool, auth: RedisAuth) -> Self {
+        let mut server = Self::unstarted(durable, auth);
         server.spawn();
         server
     }
@@ -131,6 +147,13 @@ impl RedisServer {
     /// Starts the server again on the same port; data is kept only by a durable server.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Like [`restart`](Self::restart), with these extra arguments instead of the old ones.
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.kill();
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
         self.spawn();
     }
 
@@ -197,6 +220,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(self.auth.args())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -251,7 +275,7 @@ impl Drop for RedisServer {
 }
 
 /// One command on a fresh connection to `url`, bounded so a dead server cannot hang a test.
-fn query<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> redis::RedisResult<T> {
+pub(crate) fn query<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> redis::RedisResult<T> {
     let mut conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
     let mut cmd = redis::cmd(args.first().copied().unwrap_or("PING"));
     for a in args.iter().skip(1) {

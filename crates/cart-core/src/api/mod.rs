@@ -44,6 +44,13 @@ use types::Context;
 /// created, and queued again only for a session written since its slot was queued.
 pub const SWEEP_ONE_IN: u32 = 8;
 
+/// The unix second now, as adapters pass it to [`handle`].
+pub fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Handles one request. Never panics; every failure is a JSON error response.
 pub async fn handle<S: SessionStore>(
     settings: &Settings,

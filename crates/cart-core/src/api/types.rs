@@ -16,6 +16,21 @@ impl Instance {
     pub fn random_id() -> Result<String, getrandom::Error> {
         Ok(format!("{:08x}", getrandom::u32()?))
     }
+
+    /// The id an adapter gives its instance: the name the host gave it through its
+    /// environment ([`INSTANCE_ID_ENV`](crate::contract::INSTANCE_ID_ENV)), when it gave a sane
+    /// one (the lab host does); otherwise a random id, as under Spin.
+    pub fn id_from_env() -> String {
+        std::env::var(crate::contract::INSTANCE_ID_ENV)
+            .ok()
+            .filter(|id| is_sane_instance_id(id))
+            .unwrap_or_else(|| Instance::random_id().unwrap_or_else(|_| "no-rng".into()))
+    }
+}
+
+/// 1 to 64 visible ASCII characters: fit for a header value and a log line.
+fn is_sane_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A request as the handler sees it.
@@ -60,4 +75,26 @@ pub(super) struct Context<'a, S> {
     pub store: &'a S,
     pub instance: &'a Instance,
     pub now: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sane_instance_id;
+
+    #[test]
+    fn host_instance_ids_are_taken_only_when_sane() {
+        for good in ["stateful-cart#3", "a", &"x".repeat(64)] {
+            assert!(is_sane_instance_id(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "é",
+            "line\nbreak",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_sane_instance_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -11,6 +11,10 @@
 //!   (`redis://user:password@host:port`, as Spin takes them); see [`RedisUrl`];
 //! - Spin rejects runtime config keys it does not use; so does cartlab, and it also rejects
 //!   the sections Spin knows but cartlab does not implement.
+//!
+//! cartlab's own extension, which Spin refuses by name ([`redis_sentinel`]): Redis behind
+//! Sentinel, as `type = "cartlab_redis_sentinel"` stores and `[cartlab.redis_sentinel."<address>"]`
+//! for `spin:redis`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +25,9 @@ use toml::{Table, Value};
 
 use crate::app::manifest::AppManifest;
 
+pub mod redis_sentinel;
 mod redis_url;
+pub use redis_sentinel::{RedisSentinel, ReplicaWait, SentinelRoute};
 pub use redis_url::{InvalidRedisUrl, RedisUrl};
 
 pub const DEFAULT_LABEL: &str = "default";
@@ -30,6 +36,8 @@ pub const DEFAULT_SQLITE_FILE: &str = "sqlite_key_value.db";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub key_value: BTreeMap<String, StoreConfig>,
+    /// `spin:redis` addresses served through Sentinel (`[cartlab.redis_sentinel."<address>"]`).
+    pub redis_sentinels: Vec<SentinelRoute>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +45,8 @@ pub enum StoreConfig {
     Redis {
         url: RedisUrl,
     },
+    /// `type = "cartlab_redis_sentinel"`: the primary a Sentinel set names (cartlab only).
+    RedisSentinel(RedisSentinel),
     /// `path: None` is an in-memory database (Spin's `type = "spin"` without `path`).
     Sqlite {
         path: Option<PathBuf>,
@@ -48,6 +58,7 @@ impl StoreConfig {
     pub fn describe(&self) -> String {
         match self {
             StoreConfig::Redis { url } => format!("redis {url}"),
+            StoreConfig::RedisSentinel(set) => set.describe(),
             StoreConfig::Sqlite { path: Some(p) } => format!("sqlite {}", p.display()),
             StoreConfig::Sqlite { path: None } => "sqlite in-memory".to_owned(),
         }
@@ -82,6 +93,9 @@ struct RuntimeConfigToml {
     /// Tables, read one by one so an error can name the label.
     #[serde(default)]
     key_value_store: BTreeMap<String, Table>,
+    /// cartlab's extensions.
+    #[serde(default)]
+    cartlab: redis_sentinel::CartlabToml,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +108,7 @@ enum StoreToml {
     Spin {
         path: Option<String>,
     },
+    CartlabRedisSentinel(redis_sentinel::SentinelToml),
 }
 
 /// Reads the runtime config `file` (if any) and adds the `default` store when the file does
@@ -101,23 +116,30 @@ enum StoreToml {
 /// `<manifest dir>/.spin`).
 pub fn load(file: Option<&Path>, state_dir: &Path) -> Result<RuntimeConfig> {
     let mut key_value = BTreeMap::new();
+    let mut redis_sentinels = Vec::new();
     if let Some(file) = file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read runtime config file {}", file.display()))?;
         let abs = std::path::absolute(file)
             .with_context(|| format!("cannot make {} absolute", file.display()))?;
         let base = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-        key_value = parse(&text, &base).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        (key_value, redis_sentinels) =
+            parse(&text, &base).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     }
     key_value
         .entry(DEFAULT_LABEL.to_owned())
         .or_insert_with(|| StoreConfig::Sqlite {
             path: Some(state_dir.join(DEFAULT_SQLITE_FILE)),
         });
-    Ok(RuntimeConfig { key_value })
+    Ok(RuntimeConfig {
+        key_value,
+        redis_sentinels,
+    })
 }
 
-fn parse(text: &str, base: &Path) -> Result<BTreeMap<String, StoreConfig>, String> {
+type Parsed = (BTreeMap<String, StoreConfig>, Vec<SentinelRoute>);
+
+fn parse(text: &str, base: &Path) -> Result<Parsed, String> {
     let doc: Table = toml::from_str(text).map_err(|e| format!("invalid TOML: {e}"))?;
     refuse_unsupported(&doc)?;
     let doc: RuntimeConfigToml = doc.try_into().map_err(|e| message(&e))?;
@@ -135,10 +157,13 @@ fn parse(text: &str, base: &Path) -> Result<BTreeMap<String, StoreConfig>, Strin
             StoreToml::Spin { path } => StoreConfig::Sqlite {
                 path: path.map(|p| resolve(base, Path::new(&p))),
             },
+            StoreToml::CartlabRedisSentinel(fields) => {
+                StoreConfig::RedisSentinel(fields.check().map_err(|e| format!("{at}: {e}"))?)
+            }
         };
         stores.insert(label, store);
     }
-    Ok(stores)
+    Ok((stores, doc.cartlab.routes()?))
 }
 
 /// The one pass over what Spin knows and cartlab does not run: sections and store types.
@@ -154,7 +179,7 @@ fn refuse_unsupported(doc: &Table) -> Result<(), String> {
         let ty = cfg.get("type").and_then(Value::as_str);
         if let Some(ty) = ty.filter(|t| SPIN_STORE_TYPES_UNSUPPORTED.contains(t)) {
             return Err(format!(
-                "[key_value_store.{label}]: store type `{ty}` (label `{label}`) is not supported by cartlab up (use \"redis\" or \"spin\")"
+                "[key_value_store.{label}]: store type `{ty}` (label `{label}`) is not supported by cartlab up (use \"redis\", \"spin\" or cartlab's \"cartlab_redis_sentinel\")"
             ));
         }
     }
@@ -302,6 +327,154 @@ type = "spin"
         assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = err("[key_value_store.x\n");
         assert!(e.contains("invalid TOML") && e.contains("line 1"), "{e}");
+    }
+
+    const SENTINEL_FIELDS: &str = "sentinels = [\"redis://127.0.0.1:26379\", \"redis://:pw@127.0.0.1:26380\"]\nmaster_name = \"mymaster\"\n";
+
+    #[test]
+    fn sentinel_store_and_spin_redis_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            &format!(
+                "[key_value_store.default]\ntype = \"cartlab_redis_sentinel\"\n{SENTINEL_FIELDS}wait_replicas = 1\n\n\
+                 [key_value_store.plain]\ntype = \"cartlab_redis_sentinel\"\n{SENTINEL_FIELDS}\n\
+                 [cartlab.redis_sentinel.\"redis://mymaster:6379\"]\n{SENTINEL_FIELDS}wait_replicas = 2\nwait_timeout_ms = 50\n"
+            ),
+        );
+        let rc = load(Some(&f), Path::new("/state")).unwrap();
+        let StoreConfig::RedisSentinel(set) = &rc.key_value["default"] else {
+            panic!("{:?}", rc.key_value["default"]);
+        };
+        assert_eq!(set.master_name, "mymaster");
+        assert_eq!(set.sentinels.len(), 2);
+        assert_eq!(
+            set.wait,
+            Some(ReplicaWait {
+                replicas: 1,
+                timeout: std::time::Duration::from_millis(200)
+            }),
+            "the default timeout"
+        );
+        let StoreConfig::RedisSentinel(plain) = &rc.key_value["plain"] else {
+            panic!("{:?}", rc.key_value["plain"]);
+        };
+        assert_eq!(plain.wait, None);
+        assert_eq!(
+            store_summary(&rc.key_value["default"]),
+            "redis sentinel `mymaster` via redis://127.0.0.1:26379,redis://***@127.0.0.1:26380, writes wait for 1 replica(s) within 200 ms"
+        );
+        assert_eq!(rc.redis_sentinels.len(), 1);
+        let route = &rc.redis_sentinels[0];
+        assert_eq!(
+            route.address.tcp_destination(),
+            Some(("mymaster".into(), 6379))
+        );
+        assert_eq!(
+            route.set.wait,
+            Some(ReplicaWait {
+                replicas: 2,
+                timeout: std::time::Duration::from_millis(50)
+            })
+        );
+        assert!(!format!("{rc:?}").contains(":pw@"), "{rc:?}");
+    }
+
+    fn store_summary(store: &StoreConfig) -> String {
+        store.describe()
+    }
+
+    #[test]
+    fn sentinel_errors_name_the_field() {
+        let store = |fields: &str| {
+            err(&format!(
+                "[key_value_store.default]\ntype = \"cartlab_redis_sentinel\"\n{fields}"
+            ))
+        };
+        let route = |fields: &str| {
+            err(&format!(
+                "[cartlab.redis_sentinel.\"redis://h:6379\"]\n{fields}"
+            ))
+        };
+        for (e, wanted) in [
+            (
+                store("master_name = \"m\"\n"),
+                "[key_value_store.default]: missing field `sentinels`",
+            ),
+            (
+                store("sentinels = []\nmaster_name = \"m\"\n"),
+                "[key_value_store.default]: field `sentinels`: list at least one",
+            ),
+            (
+                store("sentinels = [\"redis://h:1\", \"http://h\"]\nmaster_name = \"m\"\n"),
+                "field `sentinels[1]`: invalid Redis URL",
+            ),
+            (
+                store("sentinels = [\"redis://h:1\"]\nmaster_name = \" \"\n"),
+                "field `master_name`: empty",
+            ),
+            (
+                store(&format!("{SENTINEL_FIELDS}wait_replicas = 0\n")),
+                "field `wait_replicas`: 0 waits for nothing",
+            ),
+            (
+                store(&format!("{SENTINEL_FIELDS}wait_timeout_ms = 100\n")),
+                "field `wait_timeout_ms`: set `wait_replicas` too",
+            ),
+            (
+                store(&format!(
+                    "{SENTINEL_FIELDS}wait_replicas = 1\nwait_timeout_ms = 0\n"
+                )),
+                "field `wait_timeout_ms`: 0 is out of range 1..=500",
+            ),
+            (
+                store(&format!(
+                    "{SENTINEL_FIELDS}wait_replicas = 1\nwait_timeout_ms = 900\n"
+                )),
+                "out of range",
+            ),
+            (
+                store(&format!("{SENTINEL_FIELDS}url = \"redis://h\"\n")),
+                "unknown field `url`",
+            ),
+            (
+                route("master_name = \"m\"\n"),
+                "[cartlab.redis_sentinel.\"redis://h:6379\"]: missing field `sentinels`",
+            ),
+            (
+                route(&format!("{SENTINEL_FIELDS}wait = 1\n")),
+                "unknown field `wait`",
+            ),
+            (
+                err(&format!(
+                    "[cartlab.redis_sentinel.\"redis://:pw@h:6379\"]\n{SENTINEL_FIELDS}"
+                )),
+                "must not carry credentials",
+            ),
+            (
+                err(&format!(
+                    "[cartlab.redis_sentinel.\"h:6379\"]\n{SENTINEL_FIELDS}"
+                )),
+                "[cartlab.redis_sentinel]: an address: invalid Redis URL",
+            ),
+            (
+                err(&format!(
+                    "[cartlab.redis_sentinel.\"redis://h:6379\"]\n{SENTINEL_FIELDS}\n[cartlab.redis_sentinel.\"redis://h:6379/1\"]\n{SENTINEL_FIELDS}"
+                )),
+                "another entry already maps h:6379",
+            ),
+            (err("[cartlab.bogus]\n"), "unknown field `bogus`"),
+            // Spin would ignore extra fields on type = "redis"; cartlab does not.
+            (
+                err(
+                    "[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://h\"\nwait_replicas = 1\n",
+                ),
+                "unknown field `wait_replicas`",
+            ),
+        ] {
+            assert!(e.contains(wanted), "wanted {wanted:?} in: {e}");
+            assert!(!e.contains(":pw@"), "{e}");
+        }
     }
 
     #[test]

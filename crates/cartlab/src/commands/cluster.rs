@@ -281,6 +281,12 @@ impl ClusterArgs {
                     .with_context(|| format!("cannot make {} absolute", file.display()))?;
                 Ok((file, url.clone()))
             }
+            Some(StoreConfig::RedisSentinel(_)) => bail!(
+                "{}: the key-value store `{DEFAULT_LABEL}` is behind Sentinel \
+                 (type = \"cartlab_redis_sentinel\"), which cartlab cluster does not support: \
+                 it needs one Redis URL",
+                file.display()
+            ),
             Some(StoreConfig::Sqlite { .. }) | None => bail!(
                 "{}: the key-value store `{DEFAULT_LABEL}` is not Redis. cartlab cluster needs it \
                  in one Redis shared by every member (`[key_value_store.{DEFAULT_LABEL}]` with \

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{TrappableError, WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p3::{RequestOptions, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, p2};
 
 /// What a component may reach, fixed at start-up and shared by its instances.
 pub struct ComponentGrants {
@@ -120,6 +120,27 @@ impl WasiView for InstanceState {
 impl WasiHttpView for InstanceState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// WASIp2 guests (`wasi:http/incoming-handler@0.2.0`): the same refusal of outbound HTTP.
+impl p2::WasiHttpHooks for NoOutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<p2::body::HyperOutgoingBody>,
+        _config: p2::types::OutgoingRequestConfig,
+    ) -> p2::HttpResult<p2::types::HostFutureIncomingResponse> {
+        Err(p2::bindings::http::types::ErrorCode::HttpRequestDenied.into())
+    }
+}
+
+impl p2::WasiHttpView for InstanceState {
+    fn http(&mut self) -> p2::WasiHttpCtxView<'_> {
+        p2::WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.hooks,

@@ -4,8 +4,10 @@
 
 pub mod bindings;
 pub mod component_build;
+pub mod fermyon_spin;
 pub mod fleet;
 pub mod guest_output;
+pub mod host_profile;
 pub mod instance;
 pub mod instances;
 pub mod kv;

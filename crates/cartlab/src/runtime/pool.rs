@@ -23,7 +23,7 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, ViewFn, WorkerExpiration, WorkerState,
     WorkerStatus,
 };
-use wasmtime_wasi_http::p3::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre as IncomingHandlerPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// Component instances the pooling allocator holds for all components together.
@@ -58,6 +58,16 @@ impl Default for ReusePolicy {
 }
 
 impl ReusePolicy {
+    /// Every request on a fresh instance, one at a time: what Spin does with WASIp2
+    /// components, and what a host that reuses no instances does with any.
+    pub fn fresh_per_request(&self) -> Self {
+        Self {
+            max_reuse: Sampled::fixed(1),
+            max_concurrent: Sampled::fixed(1),
+            ..self.clone()
+        }
+    }
+
     /// What a fleet slot gets unless told otherwise: one long-lived instance
     /// that serves everything routed to it, like a server process.
     pub fn long_lived() -> Self {
@@ -71,12 +81,38 @@ impl ReusePolicy {
     }
 }
 
+/// A component's pre-instance, by the HTTP world it exports.
+#[derive(Clone)]
+pub enum HttpPre {
+    /// `wasi:http/handler@0.3.0` (spin-sdk 7, WASIp3): instances reused as the policy says.
+    Service(ServicePre<InstanceState>),
+    /// `wasi:http/incoming-handler@0.2.0` (spin-sdk <= 5.2, WASIp2): Spin runs every request
+    /// on a fresh instance, whatever the reuse flags say.
+    IncomingHandler(IncomingHandlerPre<InstanceState>),
+}
+
+impl HttpPre {
+    fn proxy(&self) -> (ProxyPre<InstanceState>, ViewFn<InstanceState>) {
+        match self {
+            HttpPre::Service(pre) => (
+                ProxyPre::P3(pre.clone()),
+                ViewFn::P3(<InstanceState as wasmtime_wasi_http::p3::WasiHttpView>::http),
+            ),
+            HttpPre::IncomingHandler(pre) => (
+                ProxyPre::P2(pre.clone()),
+                ViewFn::P2(<InstanceState as wasmtime_wasi_http::p2::WasiHttpView>::http),
+            ),
+        }
+    }
+}
+
 /// One component's instances: the `HandlerState` the `ProxyHandler` asks for
 /// new instances.
 pub struct ComponentPool {
     pub component: String,
     engine: Engine,
     pre: ProxyPre<InstanceState>,
+    view: ViewFn<InstanceState>,
     grants: Arc<ComponentGrants>,
     policy: ReusePolicy,
     /// Shared by all pools of a component, so instance numbers stay unique
@@ -92,7 +128,7 @@ pub struct ComponentPool {
 #[derive(Clone)]
 pub struct PoolContext {
     pub engine: Engine,
-    pub pre: ServicePre<InstanceState>,
+    pub pre: HttpPre,
     pub grants: Arc<ComponentGrants>,
     pub lab: Arc<Lab>,
     pub next_number: Arc<AtomicU64>,
@@ -102,12 +138,7 @@ pub struct PoolContext {
 }
 
 impl PoolContext {
-    pub fn new(
-        engine: Engine,
-        pre: ServicePre<InstanceState>,
-        grants: Arc<ComponentGrants>,
-        lab: Arc<Lab>,
-    ) -> Self {
+    pub fn new(engine: Engine, pre: HttpPre, grants: Arc<ComponentGrants>, lab: Arc<Lab>) -> Self {
         Self {
             engine,
             pre,
@@ -128,10 +159,16 @@ impl PoolContext {
 
 impl ComponentPool {
     pub fn new(context: &PoolContext, policy: ReusePolicy, slot: Option<Arc<SlotState>>) -> Self {
+        let policy = match context.pre {
+            HttpPre::Service(_) => policy,
+            HttpPre::IncomingHandler(_) => policy.fresh_per_request(),
+        };
+        let (pre, view) = context.pre.proxy();
         Self {
             component: context.grants.id.clone(),
             engine: context.engine.clone(),
-            pre: ProxyPre::P3(context.pre.clone()),
+            pre,
+            view,
             grants: context.grants.clone(),
             policy,
             next_number: context.next_number.clone(),
@@ -229,7 +266,7 @@ impl HandlerState for ComponentPool {
         Ok(Instance {
             store,
             proxy,
-            view: ViewFn::P3(<InstanceState as WasiHttpView>::http),
+            view: self.view,
             expiration: Expiry::new(idle_timeout, self.policy.request_timeout, handle.clone()),
             state: PooledInstance {
                 max_reuse: usize::try_from(max_reuse).unwrap_or(usize::MAX),

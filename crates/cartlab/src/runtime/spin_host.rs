@@ -13,6 +13,16 @@ pub struct OpenStore {
     backend: Arc<dyn KvBackend>,
 }
 
+impl OpenStore {
+    pub fn new(backend: Arc<dyn KvBackend>) -> Self {
+        Self { backend }
+    }
+
+    pub fn backend(&self) -> Arc<dyn KvBackend> {
+        self.backend.clone()
+    }
+}
+
 /// Marker type through which the generated bindings reach [`InstanceState`].
 pub struct SpinHost;
 
@@ -20,20 +30,25 @@ impl HasData for SpinHost {
     type Data<'a> = &'a mut InstanceState;
 }
 
-/// Adds `spin:key-value`, `spin:variables`, `spin:redis` and `wasi:keyvalue` to the linker.
+/// Adds `spin:key-value`, `spin:variables`, `spin:redis` (WASIp3 guests), their
+/// `fermyon:spin@2.0.0` twins (WASIp2 guests) and `wasi:keyvalue` (both) to the linker.
 pub fn add_to_linker(
     linker: &mut wasmtime::component::Linker<InstanceState>,
 ) -> wasmtime::Result<()> {
     key_value::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     variables::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     crate::runtime::bindings::redis::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    use crate::runtime::bindings::{key_value_v2, redis_v2, variables_v2};
+    key_value_v2::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    variables_v2::add_to_linker::<_, SpinHost>(linker, |state| state)?;
+    redis_v2::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     crate::runtime::bindings::wasi_store::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     crate::runtime::bindings::wasi_atomics::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     crate::runtime::bindings::wasi_batch::add_to_linker::<_, SpinHost>(linker, |state| state)?;
     Ok(())
 }
 
-fn kv_error(error: KvError) -> key_value::Error {
+pub(crate) fn kv_error(error: KvError) -> key_value::Error {
     // The message reaches the guest; it never contains keys or values.
     key_value::Error::Other(error.to_string())
 }

@@ -7,18 +7,25 @@
 //! timeouts), so a dead or hung Redis gives a prompt `other(..)` error, never a hang; and
 //! a connection is not a new TCP connection per `open` but the host's shared one, until the
 //! guest sends a command that keeps state on it ([`connections`]).
+//! An address the runtime config maps to a Sentinel set (a cartlab extension) reaches the
+//! current primary instead, and commands on data then wait for replicas where it asks for
+//! that (`WAIT`, outside `MULTI` only: a `WAIT` queued in a transaction would change `EXEC`'s
+//! reply); see [`connections`].
 
 mod connections;
-pub use connections::SharedRedis;
+pub use connections::{SharedRedis, waits_for_replicas};
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use std::sync::Arc;
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::{Cmd, RedisError, Value};
 use wasmtime::component::{Accessor, Resource};
 
-use crate::app::runtime_config::RedisUrl;
+use crate::app::runtime_config::{RedisUrl, ReplicaWait};
 use crate::runtime::bindings::redis as wit;
-use crate::runtime::instance::InstanceState;
-use crate::runtime::kv::redis::{connection_config, within_deadline};
+use crate::runtime::instance::{ComponentGrants, InstanceState};
+use crate::runtime::kv::redis::sentinel::wait_for_replicas;
+use crate::runtime::kv::redis::within_deadline;
 use crate::runtime::spin_host::SpinHost;
 use connections::shares_connection;
 
@@ -29,17 +36,19 @@ pub struct RedisConnection {
     shared: ConnectionManager,
     /// This guest's own connection, from its first command that keeps connection state.
     private: Option<MultiplexedConnection>,
+    /// Between a `MULTI` and its `EXEC`/`DISCARD` (on the private connection).
+    in_transaction: bool,
 }
 
-type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
+pub(crate) type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
 
-fn other(e: RedisError) -> wit::Error {
+pub(crate) fn other(e: RedisError) -> wit::Error {
     wit::Error::Other(e.to_string())
 }
 
 /// The WIT's `type-error`: a reply of the wrong type for the call, or Redis's `WRONGTYPE`
 /// (the key holds another kind of value), told by the reply's error code.
-fn typed(e: RedisError) -> wit::Error {
+pub(crate) fn typed(e: RedisError) -> wit::Error {
     if e.kind() == redis::ErrorKind::UnexpectedReturnType || e.code() == Some("WRONGTYPE") {
         wit::Error::TypeError
     } else {
@@ -101,11 +110,30 @@ pub fn execute_command(command: &str, arguments: Vec<wit::RedisParameter>) -> re
 }
 
 /// A new multiplexed connection to `url` (its credentials sent), within the deadline.
-async fn connect(url: &RedisUrl) -> Result<MultiplexedConnection, wit::Error> {
-    let client = url.client().map_err(|_| wit::Error::InvalidAddress)?;
-    within_deadline(client.get_multiplexed_async_connection_with_config(&connection_config()))
+async fn connect(
+    shared: &SharedRedis,
+    url: &RedisUrl,
+) -> Result<MultiplexedConnection, wit::Error> {
+    within_deadline(shared.private_connection(url))
         .await
         .map_err(other)
+}
+
+/// Sends `cmd` on `conn` and then, if `wait` says so, `WAIT` on the same connection, all
+/// within one deadline.
+async fn send<R: redis::FromRedisValue>(
+    conn: &mut impl ConnectionLike,
+    cmd: &redis::Cmd,
+    wait: Option<ReplicaWait>,
+) -> Result<R, RedisError> {
+    within_deadline(async {
+        let reply = cmd.query_async(conn).await?;
+        if let Some(wait) = wait {
+            wait_for_replicas::<RedisError>(conn, wait).await?;
+        }
+        Ok(reply)
+    })
+    .await
 }
 
 /// Where a command goes out.
@@ -115,54 +143,125 @@ enum Route {
     /// The guest's own connection.
     Private(MultiplexedConnection),
     /// A private connection to this address, to be made first.
-    Connect(RedisUrl),
+    Connect(RedisUrl, Arc<SharedRedis>),
+}
+
+/// How [`run`] reaches the guest's open connections: through a WASIp3 `Accessor` between
+/// awaits, or through a WASIp2 guest's own store, borrowed for the whole (synchronous) call.
+pub(crate) trait GuestConnections {
+    fn with_state<R>(
+        &mut self,
+        f: impl FnOnce(&mut InstanceState) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R>;
+}
+
+impl GuestConnections for &mut InstanceState {
+    fn with_state<R>(
+        &mut self,
+        f: impl FnOnce(&mut InstanceState) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        f(self)
+    }
+}
+
+impl<T> GuestConnections for &Accessor<T, SpinHost> {
+    fn with_state<R>(
+        &mut self,
+        f: impl FnOnce(&mut InstanceState) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        self.with(|mut access| f(access.get()))
+    }
 }
 
 /// Runs `cmd` (named `command`) on the guest's connection within the deadline, first moving
 /// the guest to a private connection if the command keeps state on it; `error` maps a
 /// failure.
-async fn run<T, R: redis::FromRedisValue>(
-    accessor: &Accessor<T, SpinHost>,
+pub(crate) async fn run<R: redis::FromRedisValue>(
+    mut guest: impl GuestConnections,
     connection: &Resource<RedisConnection>,
     command: &str,
     cmd: &redis::Cmd,
     error: fn(RedisError) -> wit::Error,
 ) -> WitResult<R> {
-    let route = accessor.with(|mut access| {
-        let open = access.get().table.get(connection)?;
-        Ok::<_, wasmtime::Error>(match &open.private {
+    let (route, wait) = guest.with_state(|state| {
+        let open = state.table.get(connection)?;
+        let shared_redis = &state.component.shared_redis;
+        // Inside MULTI a command is only queued: the WAIT follows its EXEC.
+        let queued = open.in_transaction && !command.eq_ignore_ascii_case("EXEC");
+        let wait = shared_redis
+            .replica_wait(&open.url)
+            .filter(|_| !queued && waits_for_replicas(command));
+        let route = match &open.private {
             Some(private) => Route::Private(private.clone()),
             None if shares_connection(command) => Route::Shared(open.shared.clone()),
-            None => Route::Connect(open.url.clone()),
-        })
+            None => Route::Connect(open.url.clone(), shared_redis.clone()),
+        };
+        Ok((route, wait))
     })?;
     let result = match route {
         Route::Shared(mut conn) => {
-            let result = within_deadline(cmd.query_async(&mut conn)).await;
+            let result = send(&mut conn, cmd, wait).await;
             if let Err(e) = &result {
-                accessor.with(|mut access| {
-                    let state = access.get();
+                guest.with_state(|state| {
                     let open = state.table.get(connection)?;
                     state.component.shared_redis.failed(&open.url, e);
-                    Ok::<_, wasmtime::Error>(())
+                    Ok(())
                 })?;
             }
             result
         }
-        Route::Private(mut conn) => within_deadline(cmd.query_async(&mut conn)).await,
-        Route::Connect(url) => {
-            let mut private = match connect(&url).await {
+        Route::Private(mut conn) => send(&mut conn, cmd, wait).await,
+        Route::Connect(url, shared_redis) => {
+            let mut private = match connect(&shared_redis, &url).await {
                 Ok(private) => private,
                 Err(e) => return Ok(Err(e)),
             };
-            accessor.with(|mut access| {
-                access.get().table.get_mut(connection)?.private = Some(private.clone());
-                Ok::<_, wasmtime::Error>(())
+            guest.with_state(|state| {
+                state.table.get_mut(connection)?.private = Some(private.clone());
+                Ok(())
             })?;
-            within_deadline(cmd.query_async(&mut private)).await
+            send(&mut private, cmd, wait).await
         }
     };
+    let ends_transaction = ["EXEC", "DISCARD", "RESET"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(command));
+    let begins_transaction = command.eq_ignore_ascii_case("MULTI") && result.is_ok();
+    if begins_transaction || ends_transaction {
+        guest.with_state(|state| {
+            state.table.get_mut(connection)?.in_transaction = begins_transaction;
+            Ok(())
+        })?;
+    }
     Ok(result.map_err(error))
+}
+
+/// `open(address)`: Spin answers an address that does not parse, or one outside
+/// allowed_outbound_hosts, with `invalid-address`; otherwise the host's shared connection to
+/// it (connecting within the deadline if there is none yet).
+pub(crate) async fn open(
+    component: &ComponentGrants,
+    address: &str,
+) -> Result<RedisConnection, wit::Error> {
+    let Ok(url) = RedisUrl::parse(address) else {
+        return Err(wit::Error::InvalidAddress);
+    };
+    if !component.allowed_outbound_hosts.allows_redis(&url) {
+        tracing::warn!(
+            destination = %url,
+            "spin:redis: connection refused: destination not in allowed_outbound_hosts"
+        );
+        return Err(wit::Error::InvalidAddress);
+    }
+    let shared = within_deadline(component.shared_redis.connection(&url))
+        .await
+        .map_err(other)?;
+    Ok(RedisConnection {
+        url,
+        shared,
+        private: None,
+        in_transaction: false,
+    })
 }
 
 impl wit::Host for &mut InstanceState {}
@@ -182,39 +281,16 @@ impl<T> wit::HostConnectionWithStore<T> for SpinHost {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> WitResult<Resource<RedisConnection>> {
-        // Spin answers an address that does not parse, or one outside
-        // allowed_outbound_hosts, with `invalid-address`.
-        let Ok(url) = RedisUrl::parse(&address) else {
-            return Ok(Err(wit::Error::InvalidAddress));
-        };
-        let allowed = accessor.with(|mut access| {
-            access
-                .get()
-                .component
-                .allowed_outbound_hosts
-                .allows_redis(&url)
-        });
-        if !allowed {
-            tracing::warn!(
-                destination = %url,
-                "spin:redis: connection refused: destination not in allowed_outbound_hosts"
-            );
-            return Ok(Err(wit::Error::InvalidAddress));
-        }
-        let shared = accessor.with(|mut access| access.get().component.shared_redis.clone());
-        let shared = match within_deadline(shared.connection(&url)).await {
-            Ok(shared) => shared,
-            Err(e) => return Ok(Err(other(e))),
+        let component = accessor.with(|mut access| access.get().component.clone());
+        let opened = match open(&component, &address).await {
+            Ok(opened) => opened,
+            Err(e) => return Ok(Err(e)),
         };
         accessor.with(|mut access| {
             Ok(access
                 .get()
                 .table
-                .push(RedisConnection {
-                    url,
-                    shared,
-                    private: None,
-                })
+                .push(opened)
                 .map_err(|_| wit::Error::TooManyConnections))
         })
     }

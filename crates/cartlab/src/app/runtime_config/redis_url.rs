@@ -50,6 +50,17 @@ impl RedisUrl {
         Client::open(self.url.clone())
     }
 
+    /// Whether the URL carries a user name or password.
+    pub fn has_credentials(&self) -> bool {
+        // Unix socket URLs carry credentials in the query (`?user=..&pass=..`).
+        !self.url.username().is_empty()
+            || self.url.password().is_some()
+            || self
+                .url
+                .query_pairs()
+                .any(|(k, _)| k == "user" || k == "pass")
+    }
+
     /// The host and port the client connects to, as the client reads them (`None`: a Unix
     /// socket, no network destination).
     pub fn tcp_destination(&self) -> Option<(String, u16)> {
@@ -64,11 +75,8 @@ impl RedisUrl {
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let has_credentials = self.has_credentials();
         let mut shown = self.url.clone();
-        // Unix socket URLs carry credentials in the query (`?user=..&pass=..`).
-        let has_credentials = !shown.username().is_empty()
-            || shown.password().is_some()
-            || shown.query_pairs().any(|(k, _)| k == "user" || k == "pass");
         // These fail only for a URL without a host, which has no userinfo to clear.
         let _ = shown.set_username("");
         let _ = shown.set_password(None);

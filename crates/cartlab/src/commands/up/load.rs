@@ -7,12 +7,13 @@ use crate::app::runtime_config::{RuntimeConfig, StoreConfig};
 use crate::app::variables::Variables;
 use crate::commands::up::UpArgs;
 use crate::runtime::guest_output::GuestOutput;
+use crate::runtime::host_profile::{HostProfile, HttpWorld};
 use crate::runtime::instance::{ComponentGrants, InstanceState};
 use crate::runtime::instances::Instances;
 use crate::runtime::kv::faults::Faults;
 use crate::runtime::lab::Lab;
 use crate::runtime::outbound::AllowedHosts;
-use crate::runtime::pool::{POOLED_INSTANCES, PoolContext};
+use crate::runtime::pool::{HttpPre, POOLED_INSTANCES, PoolContext};
 use crate::runtime::spin_redis::SharedRedis;
 use crate::serve::host::{App, AppInfo};
 use anyhow::Context as _;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre as IncomingHandlerPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// A loaded application, ready to serve.
@@ -83,6 +85,7 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::runtime::spin_host::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -137,7 +140,9 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
 
     let lab = Arc::new(Lab::new(options.lab_api));
     let mut components = BTreeMap::new();
-    let shared_redis = Arc::new(SharedRedis::default());
+    let shared_redis = Arc::new(SharedRedis::with_sentinels(
+        runtime_config.redis_sentinels.clone(),
+    ));
     for (id, decl) in &manifest.components {
         let allowed_outbound_hosts =
             AllowedHosts::parse(&decl.allowed_outbound_hosts, variables.app_values())
@@ -165,15 +170,7 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
                     decl.source.display()
                 )
             })?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("component `{id}` imports something cartlab up does not provide")
-            })?;
-        let pre = ServicePre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("component `{id}` does not export wasi:http/handler@0.3.0 (built with spin-sdk 7?)")
-        })?;
+        let pre = http_pre(&engine, &linker, &component, id, options.host_profile)?;
         let mut key_value = BTreeMap::new();
         for label in &decl.key_value_stores {
             let backend = stores.get(label).with_context(|| {
@@ -217,6 +214,56 @@ pub async fn load(options: &UpArgs, guest_output: bool) -> anyhow::Result<Loaded
         stores: store_configs,
         faults,
     })
+}
+
+/// Checks `component` against the host profile, links it, and finds the HTTP world it
+/// exports: WASIp3 (`wasi:http/handler@0.3.0`) or WASIp2 (`wasi:http/incoming-handler@0.2.x`).
+fn http_pre(
+    engine: &Engine,
+    linker: &Linker<InstanceState>,
+    component: &Component,
+    id: &str,
+    profile: HostProfile,
+) -> anyhow::Result<HttpPre> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let world = if exports
+        .iter()
+        .any(|name| name.starts_with("wasi:http/handler@0.3."))
+    {
+        HttpWorld::Handler
+    } else if exports
+        .iter()
+        .any(|name| name.starts_with("wasi:http/incoming-handler@0.2."))
+    {
+        HttpWorld::IncomingHandler
+    } else {
+        anyhow::bail!(
+            "component `{id}` exports no HTTP handler (wasi:http/handler@0.3.0 or wasi:http/incoming-handler@0.2.0); exports: {}",
+            exports.join(", ")
+        );
+    };
+    profile.check(id, world, ty.imports(engine).map(|(name, _)| name))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!("component `{id}` imports something cartlab up does not provide")
+        })?;
+    let pre = match world {
+        HttpWorld::Handler => ServicePre::new(pre).map(HttpPre::Service),
+        HttpWorld::IncomingHandler => IncomingHandlerPre::new(pre).map(HttpPre::IncomingHandler),
+    };
+    let pre = pre.map_err(anyhow::Error::from).with_context(|| {
+        format!("component `{id}`: its HTTP export does not have the expected type")
+    })?;
+    if let HttpPre::IncomingHandler(_) = pre {
+        tracing::info!(
+            component = %id,
+            "WASIp2 component (wasi:http/incoming-handler@0.2.0): a fresh instance per request, as Spin runs it"
+        );
+    }
+    Ok(pre)
 }
 
 async fn open_stores(

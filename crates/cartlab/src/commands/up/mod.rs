@@ -13,6 +13,7 @@ use crate::app::sampled::Sampled;
 use crate::commands::up::load::LocalHost;
 use crate::runtime::fleet::{FleetOptions, Routing};
 use crate::runtime::guest_output::{FollowComponents, GuestOutput};
+use crate::runtime::host_profile::HostProfile;
 use crate::runtime::kv::faults::FaultSpec;
 use crate::runtime::lab::LabAccess;
 use crate::runtime::pool::{POOLED_INSTANCES, ReusePolicy};
@@ -141,6 +142,10 @@ pub struct UpArgs {
     /// write is applied, then answered after DURATION) [default: none].
     #[arg(long, value_name = "SPEC", value_parser = clap::value_parser!(FaultSpec))]
     pub kv_faults: Option<FaultSpec>,
+    /// Lab only: behave as this Spin host family: refuse to start a component whose imports
+    /// or HTTP world it lacks, and reuse instances only where it does.
+    #[arg(long, value_enum, default_value_t = HostProfile::default())]
+    pub host_profile: HostProfile,
     #[command(flatten)]
     pub unsupported: unsupported::UnsupportedFlags,
 }
@@ -190,6 +195,7 @@ impl UpArgs {
                 .expect("the default restart delay parses"),
             lab_api: DEFAULT_LAB_API,
             kv_faults: None,
+            host_profile: HostProfile::default(),
             unsupported: Default::default(),
         }
     }
@@ -212,7 +218,7 @@ impl UpArgs {
         } else {
             ReusePolicy::default()
         };
-        Ok(ReusePolicy {
+        let policy = ReusePolicy {
             max_reuse: self.max_instance_reuse_count.unwrap_or(base.max_reuse),
             max_concurrent: self
                 .max_instance_concurrent_reuse_count
@@ -225,6 +231,11 @@ impl UpArgs {
                         .unwrap_or(DEFAULT_MAX_COMPONENT_INSTANCES),
                 )
             }),
+        };
+        Ok(if self.host_profile.reuses_instances() {
+            policy
+        } else {
+            policy.fresh_per_request()
         })
     }
 
@@ -290,6 +301,7 @@ impl UpArgs {
             routing = ?fleet.map(|fleet| fleet.routing.to_string()),
             lab_api = ?self.lab_api,
             kv_faults = %self.kv_faults(),
+            host_profile = %self.host_profile,
             limits = ?self.limits,
             "cartlab up ready"
         );

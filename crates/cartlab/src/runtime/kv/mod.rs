@@ -92,7 +92,7 @@ pub trait KvBackend: Send + Sync + 'static {
     }
 }
 
-/// Opens the store for `label`. Never contacts Redis: a Redis that is down at start-up
+/// Opens the store for `label`. Never contacts Redis (nor its sentinels): a Redis that is down at start-up
 /// makes individual operations fail with [`KvError::Unavailable`] until it comes back.
 /// SQLite files (and their parent directories) are created here, so a bad path fails
 /// start-up. `faults` (lab only, `--kv-faults`) makes the store misbehave on purpose.
@@ -105,6 +105,10 @@ pub async fn open(
         StoreConfig::Redis { url } => {
             let ttl = faults.map_or(faults::SetTtl::Keep, |f| f.set_ttl(label, config));
             Arc::new(redis::RedisBackend::with_ttl(url, ttl)?)
+        }
+        StoreConfig::RedisSentinel(set) => {
+            let ttl = faults.map_or(faults::SetTtl::Keep, |f| f.set_ttl(label, config));
+            Arc::new(redis::RedisBackend::sentinel(set, ttl))
         }
         StoreConfig::Sqlite { path } => {
             let (label, path) = (label.to_owned(), path.clone());

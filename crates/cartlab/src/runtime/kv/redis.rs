@@ -12,6 +12,14 @@
 //! prompt [`KvError::Unavailable`], never a hang. After a connection-level failure the
 //! manager is dropped and the next operation builds a new one, so the backend recovers by
 //! itself when Redis returns, without relying on the manager's own retry/back-off timing.
+//!
+//! Behind Sentinel (`type = "cartlab_redis_sentinel"`, [`sentinel`]) that new manager goes to
+//! the primary the sentinels name now, and a node that answers as a replica (`READONLY`)
+//! counts as a failed connection, so the backend follows a promoted replica by itself. With
+//! `wait_replicas`, every operation is followed by `WAIT` on the same connection and fails
+//! ([`KvError::Unavailable`]) unless that many replicas have everything written through it:
+//! a write counts only once confirmed, and a read never hands out a value that is not (a
+//! refused write is still on the primary, and reading it back must not make it look done).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -20,11 +28,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, RedisConnectionInfo, RedisError, Script};
 
 use super::faults::{FaultKind, SetTtl};
 use super::{KeyPage, KeyValues, KvBackend, KvError};
-use crate::app::runtime_config::RedisUrl;
+use crate::app::runtime_config::{RedisSentinel, RedisUrl};
+
+pub mod sentinel;
+use sentinel::{NotReplicated, is_failover_error, wait_for_replicas};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -37,10 +48,46 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    client: Client,
+    target: Target,
     shown: String,
-    manager: Mutex<Option<ConnectionManager>>,
     ttl: SetTtl,
+}
+
+/// Where the backend connects.
+enum Target {
+    /// One Redis at a fixed address.
+    Single {
+        client: Client,
+        manager: Mutex<Option<ConnectionManager>>,
+    },
+    /// The primary a Sentinel set names, looked up again whenever the manager is remade.
+    /// `connecting` is held while one is made, so a failover costs one lookup, not one per
+    /// request.
+    Sentinel {
+        set: RedisSentinel,
+        /// Credentials and database for the primary (none: the sentinels' defaults).
+        node: RedisConnectionInfo,
+        manager: Mutex<Option<ConnectionManager>>,
+        connecting: tokio::sync::Mutex<()>,
+    },
+}
+
+/// Why one operation failed.
+enum Failure {
+    Redis(RedisError),
+    NotReplicated(NotReplicated),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+impl From<NotReplicated> for Failure {
+    fn from(e: NotReplicated) -> Self {
+        Failure::NotReplicated(e)
+    }
 }
 
 impl RedisBackend {
@@ -59,12 +106,30 @@ impl RedisBackend {
         let shown = format!("redis {}", info.addr());
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                target: Target::Single {
+                    client,
+                    manager: Mutex::new(None),
+                },
                 shown,
-                manager: Mutex::new(None),
                 ttl,
             }),
         })
+    }
+
+    /// The primary of a Sentinel set. Does not connect (not even to the sentinels).
+    pub fn sentinel(set: &RedisSentinel, ttl: SetTtl) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shown: format!("redis sentinel `{}`", set.master_name),
+                target: Target::Sentinel {
+                    set: set.clone(),
+                    node: RedisConnectionInfo::default(),
+                    manager: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                },
+                ttl,
+            }),
+        }
     }
 
     fn run<T, F, Fut>(&self, op: F) -> BoxFuture<'static, Result<T, KvError>>
@@ -96,29 +161,65 @@ impl Inner {
         }
     }
 
-    fn manager(&self) -> Result<ConnectionManager, KvError> {
-        let mut slot = self
-            .manager
-            .lock()
-            .map_err(|_| KvError::Other("Redis manager lock poisoned".into()))?;
-        if let Some(m) = slot.as_ref() {
-            return Ok(m.clone());
+    /// The manager, made if there is none (bounded by the caller's deadline).
+    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        match &self.target {
+            Target::Single { client, manager } => {
+                let mut slot = lock(manager);
+                if let Some(m) = slot.as_ref() {
+                    return Ok(m.clone());
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    // One attempt per manager: retries would hold requests past the deadline.
+                    .set_number_of_retries(0);
+                let m = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                *slot = Some(m.clone());
+                Ok(m)
+            }
+            Target::Sentinel {
+                set,
+                node,
+                manager,
+                connecting,
+            } => {
+                if let Some(m) = lock(manager).as_ref() {
+                    return Ok(m.clone());
+                }
+                let _connecting = connecting.lock().await;
+                // Made by the request that held `connecting` before this one?
+                if let Some(m) = lock(manager).as_ref() {
+                    return Ok(m.clone());
+                }
+                let m = sentinel::primary_manager(set, node).await?;
+                *lock(manager) = Some(m.clone());
+                Ok(m)
+            }
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // One attempt per manager: retries would hold requests past the deadline.
-            .set_number_of_retries(0);
-        let m = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|e| KvError::Other(format!("{}: {e}", self.shown)))?;
-        *slot = Some(m.clone());
-        Ok(m)
     }
 
     /// Forget the manager so the next operation reconnects from scratch.
     fn reset(&self) {
-        if let Ok(mut slot) = self.manager.lock() {
-            *slot = None;
+        match &self.target {
+            Target::Single { manager, .. } | Target::Sentinel { manager, .. } => {
+                *lock(manager) = None;
+            }
+        }
+    }
+
+    /// Whether `e` means the connection (or, behind Sentinel, the node) is no good any more.
+    fn reconnects_after(&self, e: &RedisError) -> bool {
+        match self.target {
+            Target::Single { .. } => is_unavailable(e),
+            Target::Sentinel { .. } => is_failover_error(e),
+        }
+    }
+
+    fn replica_wait(&self) -> Option<crate::app::runtime_config::ReplicaWait> {
+        match &self.target {
+            Target::Single { .. } => None,
+            Target::Sentinel { set, .. } => set.wait,
         }
     }
 
@@ -135,35 +236,58 @@ impl Inner {
         .await
     }
 
+    /// Runs `op` within the deadline (connecting and the `WAIT` included).
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, KvError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let manager = self.manager()?;
-        match within_deadline(op(manager)).await {
+        let result = within_deadline(async {
+            let mut manager = self.manager().await?;
+            let value = op(manager.clone()).await?;
+            // After a read too: what it returns may be a write not yet confirmed (one that
+            // was refused), and a guest that reads its write back must not take it as done.
+            if let Some(wait) = self.replica_wait() {
+                wait_for_replicas::<Failure>(&mut manager, wait).await?;
+            }
+            Ok::<_, Failure>(value)
+        })
+        .await;
+        match result {
             Ok(v) => Ok(v),
-            Err(e) if is_unavailable(&e) => {
+            Err(Failure::Redis(e)) if self.reconnects_after(&e) => {
                 self.reset();
                 Err(KvError::Unavailable(format!("{}: {e}", self.shown)))
             }
-            Err(e) => Err(KvError::Other(format!("{}: {e}", self.shown))),
+            Err(Failure::Redis(e)) => Err(KvError::Other(format!("{}: {e}", self.shown))),
+            // The connection is kept: its next WAIT still covers the refused write.
+            Err(Failure::NotReplicated(e)) => {
+                Err(KvError::Unavailable(format!("{}: {e}", self.shown)))
+            }
         }
     }
+}
+
+/// The manager slot; it holds no invariant a panic elsewhere could break.
+fn lock(
+    slot: &Mutex<Option<ConnectionManager>>,
+) -> std::sync::MutexGuard<'_, Option<ConnectionManager>> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Bounds one Redis operation (connect included) by [`OPERATION_TIMEOUT`]; a timeout
 /// becomes an I/O error, so [`is_unavailable`] treats it as an outage. Shared with
 /// `spin:redis`, whose connections must not hang either.
-pub async fn within_deadline<T>(
-    op: impl Future<Output = Result<T, RedisError>>,
-) -> Result<T, RedisError> {
+pub async fn within_deadline<T, E: From<RedisError>>(
+    op: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
         Ok(result) => result,
-        Err(_) => Err(RedisError::from(std::io::Error::new(
+        Err(_) => Err(E::from(RedisError::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("no answer within {} ms", OPERATION_TIMEOUT.as_millis()),
-        ))),
+        )))),
     }
 }
 

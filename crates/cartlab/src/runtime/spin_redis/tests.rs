@@ -68,9 +68,12 @@ async fn execute(
 }
 
 async fn connect_to(server: &RedisServer) -> MultiplexedConnection {
-    connect(&RedisUrl::parse(&server.url()).unwrap())
-        .await
-        .unwrap()
+    connect(
+        &SharedRedis::default(),
+        &RedisUrl::parse(&server.url()).unwrap(),
+    )
+    .await
+    .unwrap()
 }
 
 fn bin(s: &str) -> P {
@@ -240,7 +243,9 @@ const SECRET: &str = "s3cr@t:/pw";
 /// `open`'s connection with the address the guest gave, and its GET of `key`.
 async fn open_and_get(address: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
     let url = RedisUrl::parse(address).map_err(|e| e.to_string())?;
-    let mut conn = connect(&url).await.map_err(|e| format!("{e:?}"))?;
+    let mut conn = connect(&SharedRedis::default(), &url)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let got = within_deadline(redis::cmd("GET").arg(key).query_async(&mut conn)).await;
     got.map_err(|e| format!("{:?}", other(e)))
 }

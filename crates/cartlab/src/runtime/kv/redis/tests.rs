@@ -192,3 +192,94 @@ async fn credentials_in_the_url_are_sent_and_never_shown() {
         assert!(!e.contains(secret), "{e}");
     }
 }
+
+mod behind_sentinel {
+    use super::*;
+    use crate::app::runtime_config::ReplicaWait;
+    use test_support::{MASTER_NAME, SentinelSet};
+
+    fn backend(set: &SentinelSet, wait: bool) -> RedisBackend {
+        let config = RedisSentinel {
+            sentinels: set.sentinel_urls().iter().map(|u| url(u)).collect(),
+            master_name: MASTER_NAME.into(),
+            wait: wait.then_some(ReplicaWait {
+                replicas: 1,
+                timeout: Duration::from_millis(200),
+            }),
+        };
+        RedisBackend::sentinel(&config, SetTtl::Keep)
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_replica_and_fail_promptly_without_one() {
+        let mut set = SentinelSet::start();
+        let primary = set.agreed_primary().expect("a primary");
+        let b = backend(&set, true);
+        crate::runtime::kv::conformance::compare_and_swap(Arc::new(backend(&set, true))).await;
+        b.set("k".into(), b"v".to_vec()).await.unwrap();
+        assert_eq!(set.node(primary).redis_cli(&["GET", "k"]), "v");
+        let replica = set.node_ports().into_iter().find(|p| *p != primary);
+        set.kill(replica.expect("a replica"));
+        let started = Instant::now();
+        let e = b.set("k".into(), b"w".to_vec()).await.unwrap_err();
+        assert!(
+            matches!(&e, KvError::Unavailable(m) if m.contains("0 of 1 replica(s)")),
+            "{e}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The refused write is on the primary, but a read through the same backend does not
+        // hand it out as if it were confirmed.
+        assert!(matches!(
+            b.get("k".into()).await,
+            Err(KvError::Unavailable(_))
+        ));
+        let unconfirmed = backend(&set, false);
+        assert_eq!(
+            unconfirmed.get("k".into()).await.unwrap(),
+            Some(b"w".to_vec())
+        );
+        // Without wait_replicas the same write is done.
+        unconfirmed.set("k".into(), b"x".to_vec()).await.unwrap();
+    }
+
+    /// After a failover the old primary, once demoted, answers writes with READONLY: the
+    /// backend drops that connection and asks the sentinels again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_demoted_primary_sends_the_backend_back_to_the_sentinels() {
+        let set = SentinelSet::start();
+        let old = set.agreed_primary().expect("a primary");
+        let b = backend(&set, false);
+        b.set("k".into(), b"before".to_vec()).await.unwrap();
+        set.force_failover();
+        let new =
+            tokio::task::block_in_place(|| set.wait_for_promotion(old, Duration::from_secs(20)));
+        // What the sentinels do to the old primary some seconds later, done now.
+        let new_port = new.to_string();
+        set.node(old)
+            .query::<()>(&["REPLICAOF", "127.0.0.1", &new_port]);
+        let mut refusals = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match b.set("k".into(), b"after".to_vec()).await {
+                Ok(()) => break,
+                Err(KvError::Unavailable(e)) if Instant::now() < deadline => refusals.push(e),
+                Err(e) => panic!("{e} after {refusals:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // One write meets the demoted node; the next goes to the promoted one.
+        assert!(
+            refusals.len() == 1 && refusals[0].contains("read only replica"),
+            "{refusals:?}"
+        );
+        assert_eq!(
+            set.node(new).redis_cli(&["GET", "k"]),
+            "after",
+            "{refusals:?}"
+        );
+    }
+}
