@@ -4,10 +4,10 @@
 //! two seconds. Everything is killed on drop.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::redis_server::query;
+use crate::redis_server::{query, spawn_quiet};
 use crate::{RedisServer, free_port, scratch_dir};
 
 /// The name the sentinels monitor the primary under.
@@ -45,20 +45,9 @@ impl Sentinel {
         if let Err(e) = std::fs::write(&config, text) {
             panic!("cannot write {}: {e}", config.display());
         }
-        let child = Command::new("redis-server")
-            .arg(&config)
-            .arg("--sentinel")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("redis-server not found: install it (apt-get install -y redis-server)")
-            }
-            Err(e) => panic!("cannot start redis-server --sentinel: {e}"),
-        };
+        let mut command = Command::new("redis-server");
+        command.arg(&config).arg("--sentinel");
+        let child = spawn_quiet(command, "redis-server --sentinel");
         Self {
             port,
             dir,

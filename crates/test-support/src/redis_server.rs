@@ -209,7 +209,8 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let log = self.dir.join("redis.log");
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
@@ -220,19 +221,8 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(self.auth.args())
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("redis-server not found: install it (apt-get install -y redis-server)")
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        self.child = Some(child);
+            .args(&self.args);
+        self.child = Some(spawn_quiet(command, "redis-server"));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if self.answers_ping() {
@@ -275,6 +265,23 @@ impl Drop for RedisServer {
 }
 
 /// One command on a fresh connection to `url`, bounded so a dead server cannot hang a test.
+/// Starts `command` (a `redis-server`, as server or sentinel) with no terminal I/O; `what`
+/// names it in the panic.
+pub(crate) fn spawn_quiet(mut command: Command, what: &str) -> Child {
+    let spawned = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("redis-server not found: install it (apt-get install -y redis-server)")
+        }
+        Err(e) => panic!("cannot start {what}: {e}"),
+    }
+}
+
 pub(crate) fn query<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> redis::RedisResult<T> {
     let mut conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
     let mut cmd = redis::cmd(args.first().copied().unwrap_or("PING"));
