@@ -108,8 +108,12 @@ class Server:
 
     def __init__(self, argv, env=None, cwd=ROOT):
         self.out = tempfile.TemporaryFile(mode="w+")
+        # A shell's RUST_BACKTRACE=1 would make every error wasmtime builds (one per retired
+        # instance, for a start) walk the stack: measure what a server runs with.
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
         self.proc = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=cwd,
-                                     env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                     env={**inherited, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=self.out, text=True)
         self.url = None
         deadline = time.time() + 60
