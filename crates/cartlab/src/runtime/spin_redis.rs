@@ -38,6 +38,8 @@ pub struct RedisConnection {
     private: Option<MultiplexedConnection>,
     /// Between a `MULTI` and its `EXEC`/`DISCARD` (on the private connection).
     in_transaction: bool,
+    /// What a write waits for (its Sentinel set's `wait_replicas`), looked up once at `open`.
+    wait: Option<ReplicaWait>,
 }
 
 pub(crate) type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
@@ -188,9 +190,7 @@ pub(crate) async fn run<R: redis::FromRedisValue>(
         let shared_redis = &state.component.shared_redis;
         // Inside MULTI a command is only queued: the WAIT follows its EXEC.
         let queued = open.in_transaction && !command.eq_ignore_ascii_case("EXEC");
-        let wait = shared_redis
-            .replica_wait(&open.url)
-            .filter(|_| !queued && waits_for_replicas(command));
+        let wait = open.wait.filter(|_| !queued && waits_for_replicas(command));
         let route = match &open.private {
             Some(private) => Route::Private(private.clone()),
             None if shares_connection(command) => Route::Shared(open.shared.clone()),
@@ -257,6 +257,7 @@ pub(crate) async fn open(
         .await
         .map_err(other)?;
     Ok(RedisConnection {
+        wait: component.shared_redis.replica_wait(&url),
         url,
         shared,
         private: None,

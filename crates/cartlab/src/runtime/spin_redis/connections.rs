@@ -51,6 +51,10 @@ impl SharedRedis {
 
     /// The Sentinel set serving `url`'s host and port, if one does.
     fn sentinel(&self, url: &RedisUrl) -> Option<&RedisSentinel> {
+        // Finding the destination parses the URL: not for every command without Sentinel.
+        if self.sentinels.is_empty() {
+            return None;
+        }
         let destination = url.tcp_destination()?;
         self.sentinels
             .iter()
