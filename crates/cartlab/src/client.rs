@@ -99,7 +99,30 @@ impl Answer {
         self.error.as_ref().map(|error| error.code.as_str())
     }
 
+    /// No HTTP answer at all (the connection was refused or reset, or timed out): status 0,
+    /// the transport error and its causes as the body.
+    pub fn unreachable(error: &reqwest::Error, elapsed: Duration) -> Answer {
+        let causes =
+            std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            });
+        let message: Vec<String> = causes.map(ToString::to_string).collect();
+        Answer {
+            status: 0,
+            instance: String::new(),
+            requests: 0,
+            retry_after: None,
+            body: Value::String(message.join(": ")),
+            cart: None,
+            error: None,
+            elapsed,
+        }
+    }
+
     pub fn describe_error(&self) -> String {
+        if self.status == 0 {
+            return format!("no answer: {}", self.body.as_str().unwrap_or_default());
+        }
         match &self.error {
             Some(error) => format!("{} {}: {}", self.status, error.code, error.message),
             None => format!("HTTP {}", self.status),

@@ -232,3 +232,70 @@ fn bad_targets_are_refused_with_a_reason() {
         "no results without a run"
     );
 }
+
+/// Requests the stateless cart at `url` has served, from its lab API (health probes included).
+fn stateless_served(url: &str) -> u64 {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let shopper = cartlab::client::Shopper::new(url).expect("shopper");
+    let answer = runtime.block_on(shopper.send(reqwest::Method::GET, "/_lab/instances", None));
+    let Ok(answer) = answer else { return 0 };
+    answer.body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|component| component["component"] == "stateless-cart")
+        .flat_map(|component| component["instances"].as_array().into_iter().flatten())
+        .filter_map(|instance| instance["served"].as_u64())
+        .sum()
+}
+
+#[test]
+fn a_target_killed_mid_run_is_counted_as_errors_not_an_abort() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let kept = lab(&dir_a, &[]);
+    let killed = lab(&dir_b, &[]);
+    let out = dir.path().join("results");
+    // `kill -9` of b once its shoppers are a few requests in (past the health probes): 30
+    // actions 30 ms apart leave at least 0.8 s of shopping after that.
+    let (pid, url) = (killed.pid(), killed.url.clone());
+    let (stdout, report) = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while stateless_served(&url) < 4 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let status = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill -9 {pid}");
+        });
+        experiment(
+            &kept,
+            &killed,
+            &out,
+            &[
+                "--shoppers",
+                "1",
+                "--actions",
+                "30",
+                "--mix",
+                "add=1",
+                "--think-time",
+                "30ms",
+            ],
+        )
+    });
+    for design in ["stateful", "stateless"] {
+        // Every request was made and counted: 30 adds and the last read.
+        let a = row(&report, "a", design);
+        assert_eq!(number(a, "requests"), 31, "{a}");
+        assert_eq!(number(a, "errors"), 0, "{a}");
+        let b = row(&report, "b", design);
+        assert_eq!(number(b, "requests"), 31, "{b}");
+        assert!(number(b, "errors") >= 20, "{b}\n{stdout}");
+    }
+    assert!(kept.stop());
+}

@@ -117,13 +117,23 @@ pub(super) enum Action {
     Remove,
 }
 
+/// A request that got no HTTP answer (the target stopped, or reset the connection) is a
+/// failed request of the run, like a 503: the shopper goes on, as a user would try again.
+async fn answered(request: impl Future<Output = reqwest::Result<Answer>>) -> Answer {
+    let started = Instant::now();
+    match request.await {
+        Ok(answer) => answer,
+        Err(error) => Answer::unreachable(&error, started.elapsed()),
+    }
+}
+
 pub(super) async fn shop(
     design: Design,
     shopper: &Shopper,
     options: &ExperimentArgs,
     crashes: &Crashes,
     seed: u64,
-) -> anyhow::Result<Outcome> {
+) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut outcome = Outcome {
         intact: true,
@@ -137,7 +147,7 @@ pub(super) async fn shop(
         tokio::time::sleep(options.think_time.sample()).await;
         let wants_crash = crashes.rate > 0.0 && rng.random_bool(crashes.rate);
         if wants_crash && crashes.refusal().is_none() {
-            let answer = shopper.crash(design).await?;
+            let answer = answered(shopper.crash(design)).await;
             outcome.requests += 1;
             sight(&mut outcome, &answer);
             if answer.status == 500 {
@@ -158,34 +168,34 @@ pub(super) async fn shop(
         let answer = match action {
             Action::Add => {
                 let (item, price) = PRODUCTS[rng.random_range(0..PRODUCTS.len())];
-                let answer = shopper.add(design, item, price).await?;
+                let answer = answered(shopper.add(design, item, price)).await;
                 if answer.is_success() {
                     *expected.entry(item.to_string()).or_default() += 1;
                 }
                 answer
             }
-            Action::View => shopper.cart(design).await?,
+            Action::View => answered(shopper.cart(design)).await,
             Action::Remove => {
                 let items: Vec<&String> = expected.keys().collect();
                 let item = items[rng.random_range(0..items.len())].clone();
                 match last_seen.iter().position(|line| line.item == item) {
                     Some(index) => {
-                        let answer = shopper.remove_line(design, index).await?;
+                        let answer = answered(shopper.remove_line(design, index)).await;
                         if answer.is_success() {
                             expected.remove(&item);
                         }
                         answer
                     }
                     // Already gone from the cart it last saw: just look again.
-                    None => shopper.cart(design).await?,
+                    None => answered(shopper.cart(design)).await,
                 }
             }
         };
         observe(&mut outcome, &mut expected, &mut last_seen, &answer);
     }
-    let last = shopper.cart(design).await?;
+    let last = answered(shopper.cart(design)).await;
     observe(&mut outcome, &mut expected, &mut last_seen, &last);
-    Ok(outcome)
+    outcome
 }
 
 /// Compares an answer's cart with what the shopper expects. Anything missing
