@@ -154,15 +154,26 @@ impl Cluster {
         }
     }
 
-    /// SIGTERM, and the cluster must stop everything it started and exit 0.
-    fn stop(mut self) {
-        let haproxy_pid = self
-            .wait_for_log("that it is ready", |line| line.contains("haproxy_pid="))
+    /// HAProxy's pid, from the cluster's ready line.
+    fn haproxy_pid(&mut self) -> String {
+        self.wait_for_log("that it is ready", |line| line.contains("haproxy_pid="))
             .split("haproxy_pid=")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
-            .expect("haproxy pid");
+            .expect("haproxy pid")
+    }
+
+    /// The pids of everything the cluster started: members, then HAProxy.
+    fn children(&mut self) -> Vec<String> {
+        let haproxy = self.haproxy_pid();
+        let members = self.members.iter().map(|member| member.pid.to_string());
+        members.chain([haproxy]).collect()
+    }
+
+    /// SIGTERM, and the cluster must stop everything it started and exit 0.
+    fn stop(mut self) {
+        let children = self.children();
         let scratch = std::env::temp_dir().join(format!("cartlab-cluster-{}", self.child.id()));
         assert!(
             scratch.is_dir(),
@@ -176,12 +187,8 @@ impl Cluster {
             scratch.display()
         );
         assert!(status.success(), "cartlab cluster exited with {status}");
-        let pids = self.members.iter().map(|member| member.pid.to_string());
-        for pid in pids.chain([haproxy_pid]) {
-            assert!(
-                !Path::new(&format!("/proc/{pid}")).exists(),
-                "process {pid} outlived cartlab cluster"
-            );
+        for pid in children {
+            assert!(gone(&pid), "process {pid} outlived cartlab cluster");
         }
     }
 
@@ -207,6 +214,44 @@ impl Drop for Cluster {
             self.terminate();
         }
     }
+}
+
+/// Whether process `pid` has ended (a zombie has: it waits only for its reaper).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn kill_9_of_the_cluster_takes_its_members_and_haproxy_with_it() {
+    let (_redis, dir, config) = setup();
+    let mut cluster = Cluster::start("sticky", &config, dir.path());
+    let children = cluster.children();
+    assert!(children.iter().all(|pid| !gone(pid)), "{children:?} run");
+    let pid = cluster.child.id();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let _ = cluster.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children.iter().all(|pid| gone(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "outlived kill -9 of cartlab cluster: {:?}",
+            children.iter().filter(|pid| !gone(pid)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("kill -9 of the cluster: members and haproxy {children:?} gone");
+    // What a killed cluster cannot clean up: its HAProxy config.
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("cartlab-cluster-{pid}")));
 }
 
 /// One shopper's journey and what it saw.

@@ -203,7 +203,8 @@ impl ClusterArgs {
         stopping: &AtomicBool,
     ) -> anyhow::Result<()> {
         check_haproxy_config(haproxy, cfg_path).await?;
-        let mut proxy = Command::new(haproxy)
+        let mut proxy = Command::new(haproxy);
+        proxy
             .arg("-db")
             .arg("-f")
             .arg(cfg_path)
@@ -211,7 +212,9 @@ impl ClusterArgs {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        dies_with_cluster(&mut proxy);
+        let mut proxy = proxy
             .spawn()
             .with_context(|| format!("cannot start {}", haproxy.display()))?;
         forward_lines(proxy.stdout.take(), "haproxy".into());
@@ -298,7 +301,8 @@ impl ClusterArgs {
     }
 
     fn spawn_member(&self, exe: &Path, config_file: &Path) -> anyhow::Result<Child> {
-        let child = Command::new(exe)
+        let mut member = Command::new(exe);
+        member
             .arg("up")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -315,10 +319,37 @@ impl ClusterArgs {
             // Its own process group: Ctrl-C reaches the cluster only, which stops the
             // members in order; `kill -9 PID` reaches that member only.
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        Ok(child)
+            .kill_on_drop(true);
+        dies_with_cluster(&mut member);
+        Ok(member.spawn()?)
     }
+}
+
+/// `kill -9` of the cluster runs none of its clean-up, and its own process group keeps a
+/// child out of reach of a signal to the cluster's: on Linux the kernel sends the child
+/// SIGKILL when the thread that started it ends (a runtime thread, which lives as long as
+/// the cluster), so that no member or HAProxy is left holding its port.
+fn dies_with_cluster(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let cluster = std::process::id();
+        // SAFETY: between fork and exec the closure makes only async-signal-safe calls
+        // (prctl, getppid) and allocates nothing on success.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The cluster may have died before prctl took effect.
+                if u32::try_from(libc::getppid()).ok() != Some(cluster) {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// A member's pass-through flags may not move or change what the cluster relies on.
