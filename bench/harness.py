@@ -342,6 +342,15 @@ def median(values):
 def run_all(args):
     work = tempfile.mkdtemp(prefix="cartlab-bench-")
     redis = Redis(work)
+    # Whatever fails (a server that does not start, wrk, the seeder), Redis stops with us.
+    try:
+        return measure_all(args, work, redis)
+    finally:
+        redis.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_all(args, work, redis):
     app = os.path.abspath(args.from_dir)
     cartlab = os.path.abspath(args.cartlab)
     targets = [
@@ -407,7 +416,9 @@ def run_all(args):
 
     scaling = {}
     for name in ("kv", "redis") if "sessions" in args.parts else []:
-        target = next(t for t in targets if t.name == name)
+        target = next((t for t in targets if t.name == name), None)
+        if target is None:  # it did not start: the report says why
+            continue
         redis.flush()
         server = target.start(redis, work)
         try:
@@ -443,8 +454,6 @@ def run_all(args):
                 finally:
                     server.stop()
 
-    redis.stop()
-    shutil.rmtree(work, ignore_errors=True)
     return targets, skipped, results, counts, scaling, reuse, redis.version
 
 
@@ -607,8 +616,9 @@ def profile(args):
     # perfmap: perf names the components' functions (where their .wasm keeps its names).
     target = cartlab_target(args.target, "", prefix, os.path.abspath(args.cartlab),
                             os.path.abspath(args.from_dir), mode=mode, extra=args.host_flags)
-    server = target.start(redis, work)
+    server = None
     try:
+        server = target.start(redis, work)
         cookie = start_session(server, target)
         data = args.perf_data or os.path.join(work, "perf.data")
         perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", args.call_graph,
@@ -622,8 +632,10 @@ def profile(args):
                               "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
                              capture_output=True, text=True).stdout
     finally:
-        server.stop()
+        if server:
+            server.stop()
         redis.stop()
+        shutil.rmtree(work, ignore_errors=True)
     rows = [line for line in top.splitlines() if line.strip() and not line.startswith("#")]
     text = "\n".join([
         f"# Profile: `cartlab up`, {args.target}, `GET {prefix}/cart` under wrk",
@@ -632,7 +644,6 @@ def profile(args):
         f" {fmt_rps(result['rps'])} req/s, p50 {result['p50']:.2f} ms while recorded"
         f" (`perf record -F 499 --call-graph {args.call_graph}`, self time, frames of 0.7% and more).",
         "", "```", *rows[:40], "```", ""])
-    shutil.rmtree(work, ignore_errors=True)
     return text
 
 
