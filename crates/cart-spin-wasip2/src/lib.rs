@@ -10,19 +10,14 @@
 pub mod redis;
 
 use cart_core::{
-    ApiError, ErrorCode, Handled, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
+    ApiError, ErrorCode, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
     error_response,
 };
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use spin_sdk::variables;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use wasi::io::streams::StreamError;
 
-/// This instance's id, fixed for its life.
-static INSTANCE_ID: OnceLock<String> = OnceLock::new();
-/// Requests this instance has served.
-static REQUESTS_SERVED: AtomicU64 = AtomicU64::new(0);
 /// Settings from Spin variables, read once per instance.
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
@@ -36,10 +31,7 @@ pub async fn serve<S: SessionStore>(
     defaults: fn() -> Settings,
     store: &S,
 ) {
-    let instance = Instance {
-        id: INSTANCE_ID.get_or_init(Instance::id_from_env).clone(),
-        requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
-    };
+    let instance = Instance::for_request();
     let settings = match settings(defaults) {
         Ok(settings) => settings,
         Err(error) => return send(out, error_response(&instance, &error)),
@@ -78,7 +70,7 @@ pub async fn serve<S: SessionStore>(
         Vec::new()
     };
 
-    let Handled { response, crash } = cart_core::handle(
+    let response = cart_core::handle(
         settings,
         store,
         &instance,
@@ -90,14 +82,8 @@ pub async fn serve<S: SessionStore>(
             body: &body,
         },
     )
-    .await;
-    if crash {
-        // Trap before answering, never after, as cart-spin does: the runtime answers 500.
-        panic!(
-            "cartlab: crash requested by POST /crash: {}",
-            String::from_utf8_lossy(&response.body)
-        );
-    }
+    .await
+    .response_or_trap();
     send(out, response)
 }
 

@@ -8,7 +8,7 @@ pub mod redis;
 
 use bytes::Bytes;
 use cart_core::{
-    ApiError, ErrorCode, Handled, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
+    ApiError, ErrorCode, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
     error_response,
 };
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -17,12 +17,7 @@ use http_body_util::{BodyExt, Full};
 use spin_sdk::http::Request;
 use spin_sdk::variables;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// This instance's id, fixed for its life: how users see Spin recycle instances.
-static INSTANCE_ID: OnceLock<String> = OnceLock::new();
-/// Requests this instance has served.
-static REQUESTS_SERVED: AtomicU64 = AtomicU64::new(0);
 /// Settings from Spin variables, read once per instance.
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
@@ -33,10 +28,7 @@ pub async fn serve<S: SessionStore>(
     defaults: fn() -> Settings,
     store: &S,
 ) -> http::Response<Full<Bytes>> {
-    let instance = Instance {
-        id: INSTANCE_ID.get_or_init(Instance::id_from_env).clone(),
-        requests_served: REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed) + 1,
-    };
+    let instance = Instance::for_request();
     let settings = match settings(defaults).await {
         Ok(settings) => settings,
         Err(error) => return to_http(error_response(&instance, &error)),
@@ -74,7 +66,7 @@ pub async fn serve<S: SessionStore>(
         Vec::new()
     };
 
-    let Handled { response, crash } = cart_core::handle(
+    let response = cart_core::handle(
         settings,
         store,
         &instance,
@@ -86,19 +78,8 @@ pub async fn serve<S: SessionStore>(
             body: &body,
         },
     )
-    .await;
-    if crash {
-        // Trap before answering, never after: an instance that answered first could take
-        // the client's next request in the moment before it dies (Spin hands requests to
-        // any instance that looks alive), and that request would fail too. Trapping here,
-        // the crash costs exactly this request: the runtime answers 500, discards the
-        // instance, and every later request gets a new one. What went down is in the
-        // panic message, in the host's log.
-        panic!(
-            "cartlab: crash requested by POST /crash: {}",
-            String::from_utf8_lossy(&response.body)
-        );
-    }
+    .await
+    .response_or_trap();
     to_http(response)
 }
 

@@ -2,6 +2,8 @@
 //! the per-request context every handler gets.
 
 use crate::settings::Settings;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The instance serving a request: its random id, fixed for its life (shown as `serverId`), and
 /// how many requests it has served, this one included.
@@ -15,6 +17,18 @@ impl Instance {
     /// A fresh random instance id: 8 hex digits.
     pub fn random_id() -> Result<String, getrandom::Error> {
         Ok(format!("{:08x}", getrandom::u32()?))
+    }
+
+    /// The instance serving the request at hand, in a component (a wasm instance's statics
+    /// live as long as it does): its id, fixed on first use, and its count of requests
+    /// served, this one included. An adapter calls it once per request.
+    pub fn for_request() -> Instance {
+        static ID: OnceLock<String> = OnceLock::new();
+        static SERVED: AtomicU64 = AtomicU64::new(0);
+        Instance {
+            id: ID.get_or_init(Instance::id_from_env).clone(),
+            requests_served: SERVED.fetch_add(1, Ordering::Relaxed) + 1,
+        }
     }
 
     /// The id an adapter gives its instance: the name the host gave it through its
@@ -68,6 +82,25 @@ impl Response {
 pub struct Handled {
     pub response: Response,
     pub crash: bool,
+}
+
+impl Handled {
+    /// The response to send, or, for a crash, a trap (a panic is `unreachable` in wasm).
+    /// Trap before answering, never after: an instance that answered first could take the
+    /// client's next request in the moment before it dies (Spin hands requests to any
+    /// instance that looks alive), and that request would fail too. Trapping here, the crash
+    /// costs exactly this request: the runtime answers 500, discards the instance, and every
+    /// later request gets a new one. What went down is in the panic message, in the host's
+    /// log.
+    pub fn response_or_trap(self) -> Response {
+        if self.crash {
+            panic!(
+                "cartlab: crash requested by POST /crash: {}",
+                String::from_utf8_lossy(&self.response.body)
+            );
+        }
+        self.response
+    }
 }
 
 pub(super) struct Context<'a, S> {
