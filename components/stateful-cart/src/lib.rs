@@ -4,7 +4,7 @@
 //! crash loses them. Deliberately nothing else: no key-value, no external state.
 
 use cart_core::{MemoryStore, Settings};
-use spin_sdk::http::{IntoResponse, Request};
+use cart_spin::{Request, Response};
 
 /// The sessions: in this instance's linear memory, gone with it, and bounded
 /// (Spin variable `max_sessions`; the least recently used go first). (WASIp3 may
@@ -12,8 +12,9 @@ use spin_sdk::http::{IntoResponse, Request};
 /// lock across an await.)
 static SESSIONS: MemoryStore = MemoryStore::new();
 
-#[spin_sdk::http_service]
-async fn handle(req: Request) -> impl IntoResponse {
+cart_spin::http_handler!(handle);
+
+async fn handle(req: Request) -> Response {
     // On a settings error `serve` answers 500 `invalid_config`.
     if let Ok(settings) = cart_spin::settings(Settings::stateful).await {
         SESSIONS.set_max_sessions(settings.max_sessions);

@@ -9,10 +9,11 @@
 
 use cart_core::{KvSessionStore, RedisKeyValue, Settings};
 use cart_spin::redis::SpinRedis;
-use spin_sdk::http::{IntoResponse, Request};
+use cart_spin::{Request, Response};
 
-#[spin_sdk::http_service]
-async fn handle(req: Request) -> impl IntoResponse {
+cart_spin::http_handler!(handle);
+
+async fn handle(req: Request) -> Response {
     // On a settings error `serve` answers 500 `invalid_config` before touching the store, so
     // the defaults' address is never opened.
     let redis = match cart_spin::settings(Settings::stateless_redis_only).await {

@@ -15,14 +15,15 @@ use cart_core::{
     key_value_error,
 };
 use cart_spin::redis::SpinRedis;
+use cart_spin::{Request, Response};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use spin_sdk::http::{IntoResponse, Request};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-#[spin_sdk::http_service]
-async fn handle(req: Request) -> impl IntoResponse {
+cart_spin::http_handler!(handle);
+
+async fn handle(req: Request) -> Response {
     // On a settings error `serve` answers 500 `invalid_config` before touching any store.
     let backend = match cart_spin::settings(Settings::stateless).await {
         Ok(settings) if settings.session_store == StoreMode::Redis => {

@@ -131,7 +131,7 @@ impl SlotState {
     /// Out of rotation for the restart delay; the lab hears when it is back.
     pub fn take_down(self: &Arc<Self>, lab: &Arc<Lab>) {
         self.life().down_until = Some(Instant::now() + self.restart_delay);
-        lab.publish(LabEvent::Slot {
+        lab.publish(|| LabEvent::Slot {
             component: self.component.clone(),
             slot: self.index,
             state: "down",
@@ -142,7 +142,7 @@ impl SlotState {
             runtime.spawn(async move {
                 tokio::time::sleep(slot.restart_delay).await;
                 if !slot.is_down() {
-                    lab.publish(LabEvent::Slot {
+                    lab.publish(|| LabEvent::Slot {
                         component: slot.component.clone(),
                         slot: slot.index,
                         state: "up",

@@ -350,7 +350,7 @@ async fn handle(front: &Front, request: Request<Incoming>, client: SocketAddr) -
             }
         }
     };
-    app.lab.publish(LabEvent::Request {
+    app.lab.publish(|| LabEvent::Request {
         component: matched.component.clone(),
         id: instance.as_ref().map(|instance| instance.id()),
         number: instance.as_ref().map(|instance| instance.number),
@@ -439,6 +439,39 @@ fn unreadable_body(error: &BodyError) -> Response<Body> {
     response
 }
 
+/// The headers Spin adds to every request, each under `spin-` and its `x-` twin, in the order
+/// [`for_component`] gives their values.
+const SPIN_HEADERS: [[HeaderName; 2]; 7] = [
+    [
+        HeaderName::from_static("spin-full-url"),
+        HeaderName::from_static("x-full-url"),
+    ],
+    [
+        HeaderName::from_static("spin-path-info"),
+        HeaderName::from_static("x-path-info"),
+    ],
+    [
+        HeaderName::from_static("spin-matched-route"),
+        HeaderName::from_static("x-matched-route"),
+    ],
+    [
+        HeaderName::from_static("spin-base-path"),
+        HeaderName::from_static("x-base-path"),
+    ],
+    [
+        HeaderName::from_static("spin-raw-component-route"),
+        HeaderName::from_static("x-raw-component-route"),
+    ],
+    [
+        HeaderName::from_static("spin-component-route"),
+        HeaderName::from_static("x-component-route"),
+    ],
+    [
+        HeaderName::from_static("spin-client-addr"),
+        HeaderName::from_static("x-client-addr"),
+    ],
+];
+
 /// Rewrites an incoming request the way Spin presents it to a component: an
 /// absolute URI and the `spin-*` headers (with their `x-*` twins). Values a
 /// client sent under those names are replaced, never trusted.
@@ -464,14 +497,15 @@ fn for_component(
     if let Ok(uri) = full_url.parse() {
         parts.uri = uri;
     }
-    let spin_headers = [
-        ("full-url", full_url.as_str()),
-        ("path-info", matched.path_info.as_str()),
-        ("matched-route", matched.matched_route.as_str()),
-        ("base-path", matched.base_path.as_str()),
-        ("raw-component-route", matched.raw_component_route.as_str()),
-        ("component-route", matched.component_route.as_str()),
-        ("client-addr", &client.to_string()),
+    let client = client.to_string();
+    let values = [
+        full_url.as_str(),
+        matched.path_info.as_str(),
+        matched.matched_route.as_str(),
+        matched.base_path.as_str(),
+        matched.raw_component_route.as_str(),
+        matched.component_route.as_str(),
+        client.as_str(),
     ];
     for (name, value) in matched.param_headers() {
         if let (Ok(name), Ok(value)) = (
@@ -481,15 +515,13 @@ fn for_component(
             parts.headers.insert(name, value);
         }
     }
-    for (name, value) in spin_headers {
+    parts.headers.reserve(2 * SPIN_HEADERS.len());
+    for ([spin, x], value) in SPIN_HEADERS.into_iter().zip(values) {
         let Ok(value) = HeaderValue::from_str(value) else {
             continue;
         };
-        for prefix in ["spin-", "x-"] {
-            if let Ok(name) = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes()) {
-                parts.headers.insert(name, value.clone());
-            }
-        }
+        parts.headers.insert(spin, value.clone());
+        parts.headers.insert(x, value);
     }
     let body = body
         .map_err(|error| {
