@@ -250,8 +250,15 @@ fn kill_9_of_the_cluster_takes_its_members_and_haproxy_with_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("kill -9 of the cluster: members and haproxy {children:?} gone");
-    // What a killed cluster cannot clean up: its HAProxy config.
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("cartlab-cluster-{pid}")));
+    // What a killed cluster cannot clean up, its HAProxy config, the next cluster does.
+    let scratch = std::env::temp_dir().join(format!("cartlab-cluster-{pid}"));
+    let next = Cluster::start("sticky", &config, dir.path());
+    assert!(
+        !scratch.exists(),
+        "the next cluster removes {}",
+        scratch.display()
+    );
+    next.stop();
 }
 
 /// One shopper's journey and what it saw.

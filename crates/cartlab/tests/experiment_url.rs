@@ -293,9 +293,12 @@ fn a_target_killed_mid_run_is_counted_as_errors_not_an_abort() {
         let a = row(&report, "a", design);
         assert_eq!(number(a, "requests"), 31, "{a}");
         assert_eq!(number(a, "errors"), 0, "{a}");
+        assert_eq!(number(a, "unanswered"), 0, "{a}");
         let b = row(&report, "b", design);
         assert_eq!(number(b, "requests"), 31, "{b}");
         assert!(number(b, "errors") >= 20, "{b}\n{stdout}");
+        // A dead target answers nothing: every error is a request left unanswered.
+        assert_eq!(number(b, "unanswered"), number(b, "errors"), "{b}");
     }
     assert!(kept.stop());
 }

@@ -726,12 +726,45 @@ struct ScratchDir {
     path: PathBuf,
 }
 
+/// A scratch directory is `cartlab-cluster-<pid>` in the temp dir.
+const SCRATCH_PREFIX: &str = "cartlab-cluster-";
+
 impl ScratchDir {
     fn create() -> anyhow::Result<ScratchDir> {
-        let path = std::env::temp_dir().join(format!("cartlab-cluster-{}", std::process::id()));
+        let temp = std::env::temp_dir();
+        remove_orphans(&temp);
+        let path = temp.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(ScratchDir { path })
+    }
+}
+
+/// Removes the scratch directories of clusters that are gone without removing theirs (a
+/// `kill -9` leaves no time to). A directory whose pid runs is left alone, whatever runs it.
+fn remove_orphans(temp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed a killed cluster's scratch dir")
+                }
+                Err(error) => {
+                    tracing::debug!(%error, dir = %entry.path().display(), "could not remove a killed cluster's scratch dir")
+                }
+            }
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Row {
     pub requests: u64,
     /// Answers other than 2xx (crashes' collateral, 503s), crash requests excluded.
     pub errors: u64,
+    /// Of `errors`, requests with no HTTP answer at all: a target that is down, not one
+    /// that answers 5xx.
+    pub unanswered: u64,
     /// From the lab host's events; with `--url`, inferred (distinct instances that answered).
     pub instances_started: u64,
     /// From the lab host's events; with `--url`, inferred (see `infer`).
@@ -112,6 +115,7 @@ pub(super) fn summarise(
         items_lost: outcomes.iter().map(|o| o.items_lost).sum(),
         requests,
         errors: outcomes.iter().map(|o| o.errors).sum(),
+        unanswered: outcomes.iter().map(|o| o.unanswered).sum(),
         instances_started: started,
         recycles: recycled,
         recycles_per_100_requests: round(100.0 * recycled as f64 / requests.max(1) as f64, 2),
@@ -124,13 +128,14 @@ pub(super) fn summarise(
 
 pub(super) fn print_table(rows: &[Row]) {
     println!(
-        "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>13} {:>8} {:>8}",
+        "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>10} {:>13} {:>8} {:>8}",
         "scenario",
         "design",
         "carts intact",
         "items lost",
         "requests",
         "errors",
+        "unanswered",
         "instances",
         "recycles/100",
         "p50 ms",
@@ -138,7 +143,7 @@ pub(super) fn print_table(rows: &[Row]) {
     );
     for row in rows {
         println!(
-            "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>13} {:>8.2} {:>8.2}",
+            "{:<32} {:<10} {:>13} {:>10} {:>9} {:>7} {:>10} {:>10} {:>13} {:>8.2} {:>8.2}",
             row.scenario,
             match row.design {
                 Design::Stateful => "stateful",
@@ -151,6 +156,7 @@ pub(super) fn print_table(rows: &[Row]) {
             row.items_lost,
             row.requests,
             row.errors,
+            row.unanswered,
             row.instances_started,
             format!("{:.2}", row.recycles_per_100_requests),
             row.p50_ms,
@@ -231,13 +237,13 @@ pub(super) fn write_outputs(
 pub(super) fn to_csv(rows: &[Row]) -> String {
     let mut csv = String::from(
         "scenario,design,shoppers,carts_intact,carts_intact_pct,items_lost,requests,errors,\
-         instances_started,recycles,recycles_per_100_requests,p50_ms,p99_ms,crashes,\
+         unanswered,instances_started,recycles,recycles_per_100_requests,p50_ms,p99_ms,crashes,\
          crashes_refused\n",
     );
     for row in rows {
         // Scenario names are ours, labels the user's: quoted, quotes doubled.
         csv.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             row.scenario.replace('"', "\"\""),
             match row.design {
                 Design::Stateful => "stateful",
@@ -249,6 +255,7 @@ pub(super) fn to_csv(rows: &[Row]) -> String {
             row.items_lost,
             row.requests,
             row.errors,
+            row.unanswered,
             row.instances_started,
             row.recycles,
             row.recycles_per_100_requests,

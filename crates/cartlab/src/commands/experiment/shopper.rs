@@ -71,6 +71,8 @@ pub(super) struct Outcome {
     pub(super) items_lost: u64,
     pub(super) requests: u64,
     pub(super) errors: u64,
+    /// Of the errors, requests that got no HTTP answer at all (refused, reset, timed out).
+    pub(super) unanswered: u64,
     pub(super) latencies_ms: Vec<f64>,
     /// Crash requests the instance trapped on (answered 500).
     pub(super) crashes: u64,
@@ -218,6 +220,9 @@ pub(super) fn observe(
         .filter(|_| answer.is_success())
     else {
         outcome.errors += 1;
+        if answer.status == 0 {
+            outcome.unanswered += 1;
+        }
         return;
     };
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
