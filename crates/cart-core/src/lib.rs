@@ -35,7 +35,7 @@ pub mod testing;
 
 pub use api::{
     CRASH_MESSAGE, Handled, Instance, MAX_ATTEMPTS, MAX_BODY_BYTES, Request, Response,
-    error_response, handle, now_unix_secs,
+    error_response, handle, header, now_unix_secs,
 };
 pub use cart::{Cart, CartError, CartLine};
 pub use error::{ApiError, ErrorCode};

@@ -8,7 +8,7 @@ pub mod redis;
 
 use cart_core::{
     ApiError, ErrorCode, Instance, MAX_BODY_BYTES, SessionStore, Settings, VARIABLE_NAMES,
-    error_response,
+    error_response, header,
 };
 use spin_sdk::variables;
 use spin_sdk::wasip3::http::types::{self, Fields, Method};
@@ -108,13 +108,6 @@ pub async fn serve<S: SessionStore>(
     to_wasi(response)
 }
 
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 fn method_name(method: &Method) -> &str {
     match method {
         Method::Get => "GET",
@@ -156,11 +149,12 @@ async fn read_capped(req: Request, declared: Option<usize>) -> Result<Vec<u8>, t
     // Dropped unwritten, this reports "handled" (`Ok`) to the host.
     let (_handled, handled_reader) = wit_future::new(|| Ok(()));
     let (mut stream, trailers) = Request::consume_body(req, handled_reader);
-    let limit = MAX_BODY_BYTES + 1;
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while bytes.len() < limit && declared.is_none_or(|length| bytes.len() < length) {
-        let room = Vec::with_capacity(limit - bytes.len());
-        match stream.read(room).await {
+    let want = declared.map_or(MAX_BODY_BYTES + 1, |length| length.min(MAX_BODY_BYTES + 1));
+    let mut bytes = Vec::new();
+    while bytes.len() < want {
+        match stream.read(Vec::with_capacity(want - bytes.len())).await {
+            // Usually the whole body, read straight into its buffer.
+            (StreamResult::Complete(_), chunk) if bytes.is_empty() => bytes = chunk,
             (StreamResult::Complete(_), chunk) => bytes.extend_from_slice(&chunk),
             // The writer is done: the body is whole unless the trailers say it broke off.
             (StreamResult::Dropped, _) => {

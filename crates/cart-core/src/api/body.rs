@@ -1,6 +1,6 @@
 //! The body of `POST /cart/add`, validated before the store is touched.
 
-use super::types::Request;
+use super::types::{Request, header};
 use crate::cart::{CartError, validate_item};
 use crate::error::{ApiError, ErrorCode};
 use crate::money::{Cents, parse_price};
@@ -88,11 +88,4 @@ pub(super) fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
         return None;
     }
     text.parse().ok()
-}
-
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }

@@ -28,7 +28,7 @@ mod update;
 
 pub use body::MAX_BODY_BYTES;
 pub use routes::CRASH_MESSAGE;
-pub use types::{Handled, Instance, Request, Response};
+pub use types::{Handled, Instance, Request, Response, header};
 pub use update::MAX_ATTEMPTS;
 
 use crate::error::{ApiError, ErrorCode};

@@ -439,38 +439,10 @@ fn unreadable_body(error: &BodyError) -> Response<Body> {
     response
 }
 
-/// The headers Spin adds to every request, each under `spin-` and its `x-` twin, in the order
-/// [`for_component`] gives their values.
-const SPIN_HEADERS: [[HeaderName; 2]; 7] = [
-    [
-        HeaderName::from_static("spin-full-url"),
-        HeaderName::from_static("x-full-url"),
-    ],
-    [
-        HeaderName::from_static("spin-path-info"),
-        HeaderName::from_static("x-path-info"),
-    ],
-    [
-        HeaderName::from_static("spin-matched-route"),
-        HeaderName::from_static("x-matched-route"),
-    ],
-    [
-        HeaderName::from_static("spin-base-path"),
-        HeaderName::from_static("x-base-path"),
-    ],
-    [
-        HeaderName::from_static("spin-raw-component-route"),
-        HeaderName::from_static("x-raw-component-route"),
-    ],
-    [
-        HeaderName::from_static("spin-component-route"),
-        HeaderName::from_static("x-component-route"),
-    ],
-    [
-        HeaderName::from_static("spin-client-addr"),
-        HeaderName::from_static("x-client-addr"),
-    ],
-];
+/// A header Spin adds, under `spin-<name>` and its `x-<name>` twin (`const`: built once).
+const fn spin_header(spin: &'static str, x: &'static str) -> [HeaderName; 2] {
+    [HeaderName::from_static(spin), HeaderName::from_static(x)]
+}
 
 /// Rewrites an incoming request the way Spin presents it to a component: an
 /// absolute URI and the `spin-*` headers (with their `x-*` twins). Values a
@@ -498,14 +470,35 @@ fn for_component(
         parts.uri = uri;
     }
     let client = client.to_string();
-    let values = [
-        full_url.as_str(),
-        matched.path_info.as_str(),
-        matched.matched_route.as_str(),
-        matched.base_path.as_str(),
-        matched.raw_component_route.as_str(),
-        matched.component_route.as_str(),
-        client.as_str(),
+    let spin_headers = [
+        (
+            const { spin_header("spin-full-url", "x-full-url") },
+            full_url.as_str(),
+        ),
+        (
+            const { spin_header("spin-path-info", "x-path-info") },
+            matched.path_info.as_str(),
+        ),
+        (
+            const { spin_header("spin-matched-route", "x-matched-route") },
+            matched.matched_route.as_str(),
+        ),
+        (
+            const { spin_header("spin-base-path", "x-base-path") },
+            matched.base_path.as_str(),
+        ),
+        (
+            const { spin_header("spin-raw-component-route", "x-raw-component-route") },
+            matched.raw_component_route.as_str(),
+        ),
+        (
+            const { spin_header("spin-component-route", "x-component-route") },
+            matched.component_route.as_str(),
+        ),
+        (
+            const { spin_header("spin-client-addr", "x-client-addr") },
+            client.as_str(),
+        ),
     ];
     for (name, value) in matched.param_headers() {
         if let (Ok(name), Ok(value)) = (
@@ -515,8 +508,8 @@ fn for_component(
             parts.headers.insert(name, value);
         }
     }
-    parts.headers.reserve(2 * SPIN_HEADERS.len());
-    for ([spin, x], value) in SPIN_HEADERS.into_iter().zip(values) {
+    parts.headers.reserve(2 * spin_headers.len());
+    for ([spin, x], value) in spin_headers {
         let Ok(value) = HeaderValue::from_str(value) else {
             continue;
         };
