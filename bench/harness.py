@@ -279,8 +279,10 @@ def rss_during(server, work):
 
 @contextlib.contextmanager
 def monitored(redis, work):
-    """Counts the commands Redis runs inside scripts while the block runs (MONITOR tags them
-    `[0 lua]`): INFO commandstats counts those too, but they are no round trips."""
+    """Counts the commands Redis runs that are no round trips of their own while the block
+    runs: those inside scripts (MONITOR tags them `[0 lua]`) and a transaction's MULTI and
+    queued commands, sent in one write with its EXEC (the EXEC is the round trip). INFO
+    commandstats counts them all."""
     path = os.path.join(work, "monitor.log")
     with open(path, "w") as out:
         proc = subprocess.Popen(["redis-cli", "-p", str(redis.port), "MONITOR"], stdout=out)
@@ -292,8 +294,22 @@ def monitored(redis, work):
             time.sleep(0.3)
             proc.terminate()
             proc.wait()
+    inner, in_transaction = 0, set()
     with open(path) as f:
-        box["inner"] = sum(1 for line in f if " lua] " in line)
+        for line in f:
+            # `<time> [<db> <client>] "<COMMAND>" ...`
+            client, _, rest = line.partition("] ")
+            command = rest.split(" ", 1)[0].strip('"').upper()
+            if client.endswith(" lua"):
+                inner += 1
+            elif command == "MULTI":
+                in_transaction.add(client)
+                inner += 1
+            elif command in ("EXEC", "DISCARD"):
+                in_transaction.discard(client)
+            elif client in in_transaction:
+                inner += 1
+    box["inner"] = inner
 
 
 def count_commands(redis, server, target, work):
@@ -525,9 +541,10 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
         lines += ["", "## Redis commands per request", "",
                   f"{COUNTED_REQUESTS} requests one after another (40 for the add to an existing "
                   "session), `INFO commandstats` before and after. Round trips are the commands "
-                  "a client sent; commands that scripts ran inside Redis (MONITOR's `lua` lines) "
-                  "are shown apart, since commandstats counts them too.", "",
-                  "| target | request | round trips | inside scripts | by command (commandstats) |",
+                  "a client waited for; commands that scripts ran inside Redis (MONITOR's `lua` lines) "
+                  "and a transaction's MULTI and queued commands (sent in one write with its "
+                  "EXEC) are shown apart, since commandstats counts them too.", "",
+                  "| target | request | round trips | inside scripts or MULTI | by command (commandstats) |",
                   "|---|---|---:|---:|---|"]
     for name, rows in counts.items():
         for row in rows:

@@ -121,18 +121,23 @@ async fn key_value_mode_reads_in_one_get_and_creates_in_at_most_three_round_trip
     let lab = with_redis(&redis, dir.path(), &[]);
     reads_are_one_get(&redis, &lab).await;
 
-    // Each creation: the queue's counter (a script running GET and INCRBY inside Redis), then
-    // the session and its queue entry in one batch (a script of two SETs); one in eight also
-    // sweeps, at the cost of a counter read (the script again) and two GETs. The host sends
-    // its scripts by SHA-1 (EVALSHA).
+    // Each creation: the queue's counter (INCRBY), then the session and its queue entry in one
+    // batch (MULTI, two SETs, EXEC: one round trip); one in eight also sweeps, at the cost of
+    // a counter read (INCRBY by 0) and two GETs. No scripts: they are for `--kv-faults`.
     let created = counted(&redis, || new_sessions(&lab, N)).await;
     let get = |name: &str| created.get(name).copied().unwrap_or(0);
-    let inner_gets = get("incrby");
-    let round_trips = get("eval") + get("evalsha") + get("get") - inner_gets;
+    let round_trips = get("incrby") + get("get") + get("exec");
+    eprintln!("{N} new sessions, {round_trips} round trips: {created:?}");
     assert!(
         round_trips <= 3 * N,
         "{round_trips} round trips for {N} new sessions: {created:?}"
     );
+    assert_eq!(
+        (get("exec"), get("multi")),
+        (N, N),
+        "one batch per session: {created:?}"
+    );
+    assert_eq!(get("eval") + get("evalsha"), 0, "no scripts: {created:?}");
     assert_eq!(
         get("set"),
         2 * N,
