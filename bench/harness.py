@@ -297,10 +297,12 @@ def monitored(redis, work):
     inner, in_transaction = 0, set()
     with open(path) as f:
         for line in f:
-            # `<time> [<db> <client>] "<COMMAND>" ...`
-            client, _, rest = line.partition("] ")
-            command = rest.split(" ", 1)[0].strip('"').upper()
-            if client.endswith(" lua"):
+            # `<time> [<db> <client address, or lua>] "<COMMAND>" ...`
+            m = re.match(r'[\d.]+ \[\d+ ([^\]]+)\] "([^"]*)"', line)
+            if not m:
+                continue
+            client, command = m.group(1), m.group(2).upper()
+            if client == "lua":
                 inner += 1
             elif command == "MULTI":
                 in_transaction.add(client)
