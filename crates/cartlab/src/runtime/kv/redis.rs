@@ -38,8 +38,9 @@ pub mod sentinel;
 use sentinel::{NotReplicated, is_failover_error, wait_for_replicas};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(800);
-/// Upper bound for one operation (one SCAN batch for `get_keys`), connect included.
+/// Upper bound for one operation (one SCAN batch for `get_keys`), connect included. It is
+/// the only bound on a reply: every command runs within it ([`within_deadline`]), so the
+/// connections set no response timeout of their own (a second timer on every call).
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(800);
 const SCAN_COUNT: usize = 1000;
 
@@ -171,7 +172,7 @@ impl Inner {
                 }
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_response_timeout(None)
                     // One attempt per manager: retries would hold requests past the deadline.
                     .set_number_of_retries(0);
                 let m = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
@@ -296,7 +297,7 @@ pub async fn within_deadline<T, E: From<RedisError>>(
 pub fn connection_config() -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_response_timeout(None)
 }
 
 /// Compare-and-swap in one atomic server-side step (no WATCH/MULTI round trips).

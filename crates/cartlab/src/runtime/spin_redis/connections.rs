@@ -24,9 +24,7 @@ use redis::{RedisConnectionInfo, RedisError};
 
 use crate::app::runtime_config::{RedisSentinel, RedisUrl, ReplicaWait, SentinelRoute};
 use crate::runtime::kv::redis::sentinel::{self, is_failover_error};
-use crate::runtime::kv::redis::{
-    CONNECT_TIMEOUT, RESPONSE_TIMEOUT, connection_config, is_unavailable,
-};
+use crate::runtime::kv::redis::{CONNECT_TIMEOUT, connection_config, is_unavailable};
 
 /// One shared connection per Redis address (credentials included: they choose the user).
 #[derive(Default)]
@@ -72,7 +70,7 @@ impl SharedRedis {
             None => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_response_timeout(None)
                     // A failed connection is forgotten and remade by the next request instead.
                     .set_number_of_retries(0);
                 ConnectionManager::new_with_config(url.client()?, config).await?

@@ -25,7 +25,7 @@ use redis::{
     Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
 };
 
-use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, connection_config, is_unavailable};
+use super::{CONNECT_TIMEOUT, connection_config, is_unavailable};
 use crate::app::runtime_config::{RedisSentinel, ReplicaWait};
 
 /// How long one sentinel may take to connect and answer.
@@ -152,7 +152,7 @@ pub async fn primary_manager(
     let client = primary_client(set, node).await?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_response_timeout(None)
         .set_number_of_retries(0);
     let mut manager = ConnectionManager::new_with_config(client, config).await?;
     check_primary(&mut manager, set).await?;
