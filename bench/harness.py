@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_ITEMS = [("MacBook Pro", 2500), ("iPhone 15", 1200)]
@@ -495,8 +496,15 @@ def versions(redis_version, app_dir):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    # How the host and components were built matters as much as the code (LTO alone moved the
+    # host's reads by a quarter or more): the report names the release profile it measured.
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as manifest:
+        release = tomllib.load(manifest).get("profile", {}).get("release", {})
+    profile = ", ".join(f"{k} = {json.dumps(v)}" for k, v in release.items()
+                        if not isinstance(v, dict)) or "cargo's defaults"
     return [
         f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.",
+        f"Built with `[profile.release]` {profile}.",
         f"Versions: cartlab {out(['git', '-C', app_dir, 'rev-parse', '--short', 'HEAD'])}"
         f" ({out(['rustc', '--version'])}), Redis {redis_version}, Node {out(['node', '--version'])}"
         f" ({node_pkgs}), {out(['wrk', '--version']).splitlines()[0] if shutil.which('wrk') else 'wrk ?'}.",

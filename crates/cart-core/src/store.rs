@@ -3,7 +3,7 @@
 //! `crate::kv_sessions::KvSessionStore` keeps records in (`wasi:keyvalue` or Redis through
 //! `spin:redis` in the stateless component).
 
-use crate::hex::lower_hex;
+use crate::hex::push_lower_hex;
 use crate::session::{Lifetime, SessionId, SessionRecord};
 
 mod either;
@@ -31,7 +31,10 @@ pub fn session_key(id: &SessionId) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"cartlab session key\0");
     hasher.update(id.as_str().as_bytes());
-    format!("{SESSION_KEY_PREFIX}{}", lower_hex(&hasher.finalize()))
+    let mut key = String::with_capacity(SESSION_KEY_PREFIX.len() + 64);
+    key.push_str(SESSION_KEY_PREFIX);
+    push_lower_hex(&mut key, &hasher.finalize());
+    key
 }
 
 /// The session store failed (unreachable, refused, ...). Answered as 503 `store_unavailable`.
