@@ -393,35 +393,46 @@ def measure_all(args, work, redis):
                 f"wrk.body = '{ADD_BODY}'\n"
                 'wrk.headers["Content-Type"] = "application/json"\n')
 
-    results = {t.name: [] for t in targets}
-    for round_no in range(args.rounds):
-        # Rotate the order each round, so no target always runs first on a fresh machine.
-        order = targets[round_no % len(targets):] + targets[:round_no % len(targets)]
-        for target in order:
+    # Every target is up for the whole throughput part, and each round measures one cell of
+    # each in turn (all reads, then all writes, in a rotating order): on a shared machine whose
+    # speed drifts over tens of seconds, the cells a ratio compares are then seconds apart,
+    # not minutes. Idle targets cost nothing meanwhile: no target runs work of its own.
+    redis.flush()
+    running = []
+    try:
+        for target in list(targets):
             if target.name in {s.split(":")[0] for s in skipped}:
                 continue
-            redis.flush()
             try:
                 server = target.start(redis, work)
             except RuntimeError as e:
                 skipped.append(f"{target.label}: {str(e).splitlines()[0][:300]}")
                 targets.remove(target)
                 continue
-            try:
-                cookie = start_session(server, target)
-                cart = server.url + target.prefix + "/cart"
-                add = cart + "/add"
-                # Unmeasured first: Node's JIT warms up, and so do the host's instances.
-                for url, kwargs in ((cart, {"cookie": cookie}), (add, {"script": add_script})):
-                    wrk(url, args, duration=args.warmup, **kwargs)
+            running.append((target, server, start_session(server, target)))
+        # Unmeasured first: Node's JIT warms up, and so do the host's instances.
+        for target, server, cookie in running:
+            cart = server.url + target.prefix + "/cart"
+            wrk(cart, args, duration=args.warmup, cookie=cookie)
+            wrk(cart + "/add", args, duration=args.warmup, script=add_script)
+        results = {target.name: [] for target, _, _ in running}
+        for round_no in range(args.rounds):
+            turn = round_no % len(running)
+            order = running[turn:] + running[:turn]
+            reads = {}
+            for target, server, cookie in order:
                 log(f"round {round_no + 1}: {target.name} read")
-                read = wrk(cart, args, cookie=cookie)
+                reads[target.name] = wrk(server.url + target.prefix + "/cart", args,
+                                         cookie=cookie)
+            for target, server, cookie in order:
                 log(f"round {round_no + 1}: {target.name} write")
+                add = server.url + target.prefix + "/cart/add"
                 write, peak = rss_during(server, lambda: wrk(add, args, script=add_script))
-                results[target.name].append({"read": read, "write": write, "rss_peak": peak,
-                                             "rss_after": server.rss_kib()})
-            finally:
-                server.stop()
+                results[target.name].append({"read": reads[target.name], "write": write,
+                                             "rss_peak": peak, "rss_after": server.rss_kib()})
+    finally:
+        for _, server, _ in running:
+            server.stop()
 
     counts = {}
     for target in targets if "commands" in args.parts else []:
@@ -516,9 +527,10 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
     lines += versions(redis_version, args.from_dir)
     lines += [
         f"Command: `{args.command}`; every cell is `wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration} --latency`, {args.rounds} rounds, the targets in a rotating order, "
-        f"each started fresh on an emptied Redis and warmed up for {args.warmup} (reads, then "
-        "writes, unmeasured) before its cells.",
+        f"-d{args.duration} --latency`, {args.rounds} rounds. All targets run at once on one "
+        f"emptied Redis, each warmed up for {args.warmup} (reads, then writes, unmeasured); a "
+        "round is one read cell of each target in turn, then one write cell of each, in an order "
+        "that rotates every round.",
         f"Pinned: servers and Redis on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} (`taskset`).",
         "Read: `GET /cart` of a session holding the seed's two items (written just before). "
         "Write: `POST /cart/add` without a cookie, so every request creates a session.",
