@@ -396,13 +396,11 @@ def measure_all(args, work, redis):
     # Every target is up for the whole throughput part, and each round measures one cell of
     # each in turn (all reads, then all writes, in a rotating order): on a shared machine whose
     # speed drifts over tens of seconds, the cells a ratio compares are then seconds apart,
-    # not minutes. Idle targets cost nothing meanwhile: no target runs work of its own.
+    # not minutes. A target idles while the others are measured (no load of its own).
     redis.flush()
     running = []
     try:
         for target in list(targets):
-            if target.name in {s.split(":")[0] for s in skipped}:
-                continue
             try:
                 server = target.start(redis, work)
             except RuntimeError as e:
