@@ -101,6 +101,18 @@ class Redis:
         self.proc.wait()
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of process `pid` so far, from `/proc/<pid>/stat`."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the command name, which may hold spaces: utime and stime are the
+            # 12th and 13th of them.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---- servers -----------------------------------------------------------------------------
 
 
@@ -147,6 +159,10 @@ class Server:
         except OSError:
             return None
         return None
+
+    def cpu_seconds(self):
+        """User plus system CPU time the server has used so far (`/proc/<pid>/stat`)."""
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
         self.proc.terminate()
@@ -246,7 +262,8 @@ def wrk(url, args, cookie=None, script=None, duration=None):
         value, unit = float(m.group(1)), m.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+              "seconds": millis(duration or args.duration) / 1000}
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
         result[f"p{pct}"] = millis(m.group(1))
@@ -254,6 +271,16 @@ def wrk(url, args, cookie=None, script=None, duration=None):
     result["non2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: (.*)", out)
     result["errors"] = m.group(1).strip() if m else ""
+    return result
+
+
+def with_cpu(server, redis, cell):
+    """Runs the wrk `cell()` and adds the CPU time the server and Redis spent per request."""
+    server_before, redis_before = server.cpu_seconds(), cpu_seconds(redis.proc.pid)
+    result = cell()
+    served = result["rps"] * result["seconds"]
+    result["server_us"] = (server.cpu_seconds() - server_before) / served * 1e6
+    result["redis_us"] = (cpu_seconds(redis.proc.pid) - redis_before) / served * 1e6
     return result
 
 
@@ -354,6 +381,10 @@ def fmt_rps(x):
     return f"{x / 1000:.1f}k"
 
 
+def fmt_cpu(cell):
+    return f"{cell['server_us']:.0f} / {cell['redis_us']:.1f} us"
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -400,7 +431,7 @@ def measure_all(args, work, redis):
     redis.flush()
     running = []
     try:
-        for target in list(targets):
+        for target in list(targets) if "throughput" in args.parts else []:
             try:
                 server = target.start(redis, work)
             except RuntimeError as e:
@@ -414,18 +445,20 @@ def measure_all(args, work, redis):
             wrk(cart, args, duration=args.warmup, cookie=cookie)
             wrk(cart + "/add", args, duration=args.warmup, script=add_script)
         results = {target.name: [] for target, _, _ in running}
-        for round_no in range(args.rounds):
+        for round_no in range(args.rounds if running else 0):
             turn = round_no % len(running)
             order = running[turn:] + running[:turn]
             reads = {}
             for target, server, cookie in order:
                 log(f"round {round_no + 1}: {target.name} read")
-                reads[target.name] = wrk(server.url + target.prefix + "/cart", args,
-                                         cookie=cookie)
+                cart = server.url + target.prefix + "/cart"
+                reads[target.name] = with_cpu(server, redis,
+                                              lambda: wrk(cart, args, cookie=cookie))
             for target, server, cookie in order:
                 log(f"round {round_no + 1}: {target.name} write")
                 add = server.url + target.prefix + "/cart/add"
-                write, peak = rss_during(server, lambda: wrk(add, args, script=add_script))
+                write, peak = rss_during(server, lambda: with_cpu(
+                    server, redis, lambda: wrk(add, args, script=add_script)))
                 results[target.name].append({"read": reads[target.name], "write": write,
                                              "rss_peak": peak, "rss_after": server.rss_kib()})
     finally:
@@ -482,7 +515,58 @@ def measure_all(args, work, redis):
                 finally:
                     server.stop()
 
-    return targets, skipped, results, counts, scaling, reuse, redis.version
+    stalls = {}
+    for target in targets if "stall" in args.parts else []:
+        if target.name not in ("kv", "redis"):
+            continue
+        redis.flush()
+        server = target.start(redis, work)
+        try:
+            stalls[target.name] = measure_stall(redis, server, target, args)
+        finally:
+            server.stop()
+
+    return targets, skipped, results, counts, scaling, reuse, stalls, redis.version
+
+
+STALL_MS = 300
+
+
+def instances_in_use(server, component="stateless-cart"):
+    """The component's instances now, as `(instances, requests in flight on each)`."""
+    status, data, _ = request(server.url, "GET", "/_lab/instances")
+    if status != 200:
+        raise RuntimeError(f"/_lab/instances answered {status}: {data[:200]!r}")
+    for entry in json.loads(data)["components"]:
+        if entry["component"] == component:
+            return [instance["inFlight"] for instance in entry["instances"]]
+    return []
+
+
+def measure_stall(redis, server, target, args):
+    """The read load while Redis holds every command for STALL_MS (`CLIENT PAUSE ... ALL`,
+    a failover or a slow network as the app sees it): the most instances the component ran
+    and the most requests in flight, from `/_lab/instances` every 10 ms, and wrk's cell
+    around it."""
+    cookie = start_session(server, target)
+    cart = server.url + target.prefix + "/cart"
+    wrk(cart, args, duration="1s", cookie=cookie)
+    before = instances_in_use(server)
+    box = {}
+    load = threading.Thread(target=lambda: box.update(wrk(cart, args, duration="3s",
+                                                          cookie=cookie)))
+    load.start()
+    time.sleep(1)
+    redis.cli("CLIENT", "PAUSE", str(STALL_MS), "ALL")
+    peak_instances, peak_in_flight, end = 0, 0, time.time() + STALL_MS / 1000
+    while time.time() < end:
+        in_flight = instances_in_use(server)
+        peak_instances = max(peak_instances, len(in_flight))
+        peak_in_flight = max(peak_in_flight, sum(in_flight))
+        time.sleep(0.01)
+    load.join()
+    return {"before": len(before), "instances": peak_instances, "in_flight": peak_in_flight,
+            "wrk": box}
 
 
 def count_sessions(redis):
@@ -520,7 +604,7 @@ def versions(redis_version, app_dir):
     ]
 
 
-def report(args, targets, skipped, results, counts, scaling, reuse, redis_version):
+def report(args, targets, skipped, results, counts, scaling, reuse, stalls, redis_version):
     lines = [f"# cartlab benchmark, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC", ""]
     lines += versions(redis_version, args.from_dir)
     lines += [
@@ -530,17 +614,21 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
         "round is one read cell of each target in turn, then one write cell of each, in an order "
         "that rotates every round.",
         f"Pinned: servers and Redis on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} (`taskset`).",
+        "CPU per request: the user and system time the server process (all its threads) and "
+        "Redis spent during the cell (`/proc/<pid>/stat`), divided by the requests served.",
         "Read: `GET /cart` of a session holding the seed's two items (written just before). "
         "Write: `POST /cart/add` without a cookie, so every request creates a session.",
-        "",
-        "## Throughput, per round (ratio to the Node peer of the same round)",
-        "",
-        "| target | read req/s | read p50 / p99 | write req/s | write p50 / p99 | write peak RSS |",
-        "|---|---|---|---|---|---|",
     ]
+    if results:
+        lines += [
+            "", "## Throughput, per round (ratio to the Node peer of the same round)", "",
+            "| target | read req/s | read p50 / p99 | read CPU: server / Redis | write req/s | "
+            "write p50 / p99 | write CPU: server / Redis | write peak RSS |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     node = results.get("node", [])
     for target in targets:
-        for i, row in enumerate(results[target.name]):
+        for i, row in enumerate(results.get(target.name, [])):
             ratio = ""
             if target.name != "node" and i < len(node):
                 ratio = (f" ({row['read']['rps'] / node[i]['read']['rps']:.2f}x)",
@@ -551,8 +639,9 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
             errors = "".join(f", {c['non2xx']} non-2xx" for c in (r, w) if c["non2xx"])
             lines.append(
                 f"| {target.label}, round {i + 1} | {fmt_rps(r['rps'])}{ratio[0]} | "
-                f"{r['p50']:.2f} / {r['p99']:.2f} ms | {fmt_rps(w['rps'])}{ratio[1]} | "
-                f"{w['p50']:.2f} / {w['p99']:.2f} ms{errors} | {row['rss_peak'] / 1024:.0f} MiB |")
+                f"{r['p50']:.2f} / {r['p99']:.2f} ms | {fmt_cpu(r)} | "
+                f"{fmt_rps(w['rps'])}{ratio[1]} | {w['p50']:.2f} / {w['p99']:.2f} ms{errors} | "
+                f"{fmt_cpu(w)} | {row['rss_peak'] / 1024:.0f} MiB |")
     for s in skipped:
         lines.append(f"\nNot run: {s}")
 
@@ -591,6 +680,23 @@ def report(args, targets, skipped, results, counts, scaling, reuse, redis_versio
                      f"{', '.join(fmt_rps(r['rps']) for r in rows)} | "
                      f"{median([r['p50'] for r in rows]):.2f} ms |")
 
+    if stalls:
+        lines += ["", f"## A {STALL_MS} ms Redis stall under the read load", "",
+                  f"`wrk -t{args.threads} -c{args.connections} -d3s` reads; after 1 s Redis holds "
+                  f"every command for {STALL_MS} ms (`CLIENT PAUSE {STALL_MS} ALL`). The most "
+                  "instances of the component and requests in flight during the stall, from "
+                  "`/_lab/instances` every 10 ms. Redis mode's `spin:redis` calls are async: an "
+                  "instance waiting on Redis takes more requests. Key-value mode's `wasi:keyvalue` "
+                  "calls are synchronous: an instance waiting on Redis takes none, so each "
+                  "waiting request holds an instance of its own.", "",
+                  "| target | instances before | instances during the stall | requests in flight "
+                  "| req/s over the 3 s | p99 | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, stall in stalls.items():
+        w = stall["wrk"]
+        lines.append(f"| {labels[name]} | {stall['before']} | {stall['instances']} | "
+                     f"{stall['in_flight']} | {fmt_rps(w['rps'])} | {w['p99']:.0f} ms | "
+                     f"{w['non2xx']} |")
+
     lines += ["", "## The targets of issue 13", ""]
     lines += checks(results, counts, scaling, reuse)
     return "\n".join(lines) + "\n"
@@ -602,23 +708,24 @@ def checks(results, counts, scaling, reuse):
     def check(ok, text):
         out.append(f"- {'met' if ok else '**not met**'}: {text}")
 
+    def check_ratios(ratios, least, text):
+        """A target over ratios of the same round; a part this run left out is no row."""
+        if ratios:
+            check(min(ratios) >= least, f"{text}: {', '.join(f'{x:.2f}x' for x in ratios)}")
+
     node = results.get("node", [])
     for name in ("kv", "redis"):
         rows = results.get(name, [])
         for kind in ("read", "write"):
             ratios = [r[kind]["rps"] / n[kind]["rps"] for r, n in zip(rows, node)]
-            check(ratios and min(ratios) >= 3,
-                  f"{name} {kind} >= 3x Node in every round: "
-                  f"{', '.join(f'{x:.2f}x' for x in ratios)}")
+            check_ratios(ratios, 3, f"{name} {kind} >= 3x Node in every round")
         stateful = results.get("stateful", [])
         ratios = [r["read"]["rps"] / s["read"]["rps"] for r, s in zip(rows, stateful)]
-        check(ratios and min(ratios) >= 0.8,
-              f"{name} read >= 0.8x stateful read: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        check_ratios(ratios, 0.8, f"{name} read >= 0.8x stateful read")
     kv, rd = results.get("kv", []), results.get("redis", [])
     for kind in ("read", "write"):
         ratios = [r[kind]["rps"] / k[kind]["rps"] for r, k in zip(rd, kv)]
-        check(ratios and min(ratios) >= 1,
-              f"Redis mode >= key-value mode, {kind}: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        check_ratios(ratios, 1, f"Redis mode >= key-value mode, {kind}")
     limits = {"kv": (1, 3, 4), "redis": (1, 1, 2)}
     for name, (read, create, existing) in limits.items():
         rows = counts.get(name)
@@ -701,9 +808,10 @@ def main():
                         help="the app directory (spin.toml and its built .wasm)")
     parser.add_argument("--seeder", default=os.path.join(ROOT, "target/release/examples/expiry_seed"))
     parser.add_argument("--output", help="the report (default bench/results/<date>.md)")
-    parser.add_argument("--parts", default="throughput,commands,sessions,reuse",
+    parser.add_argument("--parts", default="throughput,commands,sessions,reuse,stall",
                         type=lambda text: set(text.split(",")),
-                        help="what to measure (default: throughput,commands,sessions,reuse)")
+                        help="what to measure (default: throughput,commands,sessions,reuse,"
+                        "stall)")
     parser.add_argument("--host-flag", dest="host_flags", action="append", default=[],
                         help="for profile: a flag for `cartlab up` (e.g. --host-flag=--perfmap)")
     parser.add_argument("--call-graph", default="dwarf,16384",

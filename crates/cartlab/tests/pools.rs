@@ -1,6 +1,6 @@
 //! Fleets (`--instances N` behind sticky, round-robin or least-loaded
 //! routing) and the `/_lab/` API, with the real components in `cartlab up`
-//! and a real redis-server.
+//! and a real redis-server; and what a Redis stall costs in instances in each store mode.
 
 mod common;
 
@@ -455,4 +455,88 @@ source = "cart.wasm"
         dir.path(),
     );
     assert!(error.contains("does not apply"), "{error}");
+}
+
+/// Reads sent together while Redis holds every command (`CLIENT PAUSE`).
+const STALLED_READS: usize = 8;
+
+/// How many requests each of the stateless cart's instances holds at the moment all
+/// [`STALLED_READS`] reads are in flight together, in a lab in `session_store` mode, and the
+/// instances that answered them. Redis pauses for 500 ms: within the host's 800 ms bound on
+/// a Redis operation, so every read is answered once Redis resumes.
+async fn instances_holding_a_stall(session_store: &str) -> (Vec<u64>, BTreeSet<String>) {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = format!("session_store={session_store}");
+    let url = format!("redis_url={}", redis.url());
+    let lab = with_redis(
+        &redis,
+        dir.path(),
+        &["--variable", &mode, "--variable", &url],
+    );
+    let shopper = lab.shopper();
+    seed_cart(&shopper, Design::Stateless).await;
+
+    let _: () = redis.query(&["CLIENT", "PAUSE", "500", "ALL"]);
+    let reads: Vec<_> = (0..STALLED_READS)
+        .map(|_| {
+            let shopper = shopper.clone();
+            tokio::spawn(async move { shopper.cart(Design::Stateless).await })
+        })
+        .collect();
+    let mut holding = Vec::new();
+    for _ in 0..40 {
+        let instances = instances_of(&lab, "stateless-cart").await;
+        holding = instances
+            .iter()
+            .filter_map(|instance| instance["inFlight"].as_u64())
+            .filter(|&in_flight| in_flight > 0)
+            .collect();
+        if holding.iter().sum::<u64>() == STALLED_READS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut answered_by = BTreeSet::new();
+    for read in reads {
+        let cart = read
+            .await
+            .expect("read task")
+            .succeeded("read during the stall");
+        assert_eq!(cart.total(), Some(SEED_TOTAL), "{}", cart.body);
+        answered_by.insert(cart.instance);
+    }
+    assert_eq!(
+        holding.iter().sum::<u64>(),
+        STALLED_READS as u64,
+        "{session_store}: the {STALLED_READS} reads were never in flight together while \
+         Redis was paused: {holding:?}"
+    );
+    eprintln!("{session_store}: in flight per instance during the stall {holding:?}");
+    assert!(lab.stop());
+    (holding, answered_by)
+}
+
+/// Redis mode calls `spin:redis@3`, whose functions are async: a request waiting on Redis
+/// leaves its instance free to take more, so a stall needs few instances. Key-value mode
+/// calls `wasi:keyvalue` (draft 2), whose functions are synchronous: wasmtime's handler, under
+/// Spin as here, gives an instance blocked in one no other request until it returns, so each
+/// stalled read holds an instance of its own. (Reads that arrive while an instance is busy
+/// running guest code start another instance in either mode, so Redis mode may use a few.)
+/// What the async call costs in CPU on a fast Redis is in `bench/profile.md`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_stall_shares_instances_in_redis_mode_and_takes_one_per_read_in_key_value_mode() {
+    let (holding, answered_by) = instances_holding_a_stall("redis").await;
+    assert!(
+        holding.iter().any(|&in_flight| in_flight > 1),
+        "an instance waiting on spin:redis takes more reads: {holding:?}"
+    );
+    assert_eq!(answered_by.len(), holding.len(), "{answered_by:?}");
+
+    let (holding, answered_by) = instances_holding_a_stall("key-value").await;
+    assert_eq!(
+        holding, [1; STALLED_READS],
+        "an instance blocked in a synchronous store call takes no other read"
+    );
+    assert_eq!(answered_by.len(), STALLED_READS, "{answered_by:?}");
 }
