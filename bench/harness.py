@@ -2,9 +2,10 @@
 """cartlab's benchmark harness: the stateless cart in both store modes, the stateful cart, and
 peers (the seed's own Node stack; `wasmtime serve` where installed), measured in one run,
 alternating, with the load generator and the servers on different cores. Writes one Markdown
-report: throughput and latency with ratios to the Node peer of the same round, Redis commands
-per request, latency as stored sessions grow, the cost of a fresh instance per request, and
-memory under the write workload. `bench/run.sh` builds everything first and calls this.
+report: throughput, latency and CPU per request with ratios to the Node peer of the same round,
+Redis commands per request, latency as stored sessions grow, the cost of a fresh instance per
+request, memory under the write workload, and the instances a Redis stall holds. `bench/run.sh`
+builds everything first and calls this.
 
     python3 bench/harness.py [--duration 5s] [--connections 32] [--rounds 2] [--output FILE]
     python3 bench/harness.py profile TARGET [--cartlab BIN] [--from DIR] [--output FILE]
