@@ -490,11 +490,9 @@ def measure_all(args, work, redis):
             cookie = start_session(server, target)
             rows = []
             for step in SESSION_STEPS:
-                have = redis.dbsize()
                 log(f"{name}: seeding to {step} sessions")
                 subprocess.run([args.seeder, redis.url, str(step - count_sessions(redis)), "0",
                                 "1800"], check=True, stdout=subprocess.DEVNULL)
-                _ = have
                 cells = [wrk(server.url + "/stateless/cart", args, cookie=cookie)
                          for _ in range(SCALING_CELLS)]
                 rows.append((count_sessions(redis), min(cells, key=lambda cell: cell["p50"])))
@@ -535,10 +533,12 @@ def measure_all(args, work, redis):
 
 
 STALL_MS = 300
+# The stall's read load lasts STALL_LOAD_S; Redis pauses STALL_AFTER_S into it.
+STALL_LOAD_S, STALL_AFTER_S = 3, 1
 
 
 def instances_in_use(server, component="stateless-cart"):
-    """The component's instances now, as `(instances, requests in flight on each)`."""
+    """The component's live instances now: the requests in flight on each."""
     status, data, _ = request(server.url, "GET", "/_lab/instances")
     if status != 200:
         raise RuntimeError(f"/_lab/instances answered {status}: {data[:200]!r}")
@@ -558,10 +558,10 @@ def measure_stall(redis, server, target, args):
     wrk(cart, args, duration="1s", cookie=cookie)
     before = instances_in_use(server)
     box = {}
-    load = threading.Thread(target=lambda: box.update(wrk(cart, args, duration="3s",
-                                                          cookie=cookie)))
+    load = threading.Thread(target=lambda: box.update(
+        wrk(cart, args, duration=f"{STALL_LOAD_S}s", cookie=cookie)))
     load.start()
-    time.sleep(1)
+    time.sleep(STALL_AFTER_S)
     redis.cli("CLIENT", "PAUSE", str(STALL_MS), "ALL")
     peak_instances, peak_in_flight, end = 0, 0, time.time() + STALL_MS / 1000
     while time.time() < end:
@@ -689,7 +689,8 @@ def report(args, targets, skipped, results, counts, scaling, reuse, stalls, redi
 
     if stalls:
         lines += ["", f"## A {STALL_MS} ms Redis stall under the read load", "",
-                  f"`wrk -t{args.threads} -c{args.connections} -d3s` reads; after 1 s Redis holds "
+                  f"`wrk -t{args.threads} -c{args.connections} -d{STALL_LOAD_S}s` reads; after "
+                  f"{STALL_AFTER_S} s Redis holds "
                   f"every command for {STALL_MS} ms (`CLIENT PAUSE {STALL_MS} ALL`). The most "
                   "instances of the component and requests in flight during the stall, from "
                   "`/_lab/instances` every 10 ms. Redis mode's `spin:redis` calls are async: an "
@@ -697,7 +698,7 @@ def report(args, targets, skipped, results, counts, scaling, reuse, stalls, redi
                   "calls are synchronous: an instance waiting on Redis takes none, so each "
                   "waiting request holds an instance of its own.", "",
                   "| target | instances before | instances during the stall | requests in flight "
-                  "| req/s over the 3 s | p99 | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  f"| req/s over the {STALL_LOAD_S} s | p99 | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, stall in stalls.items():
         w = stall["wrk"]
         lines.append(f"| {labels[name]} | {stall['before']} | {stall['instances']} | "
